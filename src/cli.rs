@@ -1,0 +1,405 @@
+//! The command line: a thin clap layer over [`Gateway`](crate::gateway::Gateway).
+//!
+//! Results go to stdout as JSON (one object, or JSON Lines for lists);
+//! errors go to stderr with a non-zero exit. Every instant is RFC 3339 with
+//! an offset (`--at`, default: the machine's clock, read here in the shell
+//! and passed to the engine); dates are local dates in the catalog's zone.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rust_decimal::Decimal;
+
+use crate::data;
+use crate::engine::model::{BlockKind, Channel, UsageKind};
+use crate::engine::{Command, EngineConfig};
+use crate::gateway::{Gateway, Request};
+use crate::store::{self, Store, StoreKind};
+
+#[derive(Debug, Parser)]
+#[command(name = "shortcode-gw", version, about = "«Обнови пакет» USSD/SMS short-code gateway")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Directory of the embedded store.
+    #[arg(long, global = true, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Store backend.
+    #[arg(long, global = true, default_value = "redb")]
+    pub store: StoreKind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Load a catalog (JSON/TOML) or an accounts file (JSON Lines), all or nothing.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Print an account as one line of the accounts-file schema.
+    Account { msisdn: String },
+    /// Print a subscriber's statement (JSON Lines).
+    Statement { msisdn: String },
+    /// Print the request journal (JSON Lines), optionally for one subscriber.
+    Journal { msisdn: Option<String> },
+    /// Renew the package («Обнови пакет») as if the subscriber asked.
+    Renew {
+        msisdn: String,
+        #[arg(long, value_enum, default_value = "ussd")]
+        channel: ChannelArg,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Record usage (saved package first, then main, then out-of-bundle).
+    Usage {
+        msisdn: String,
+        #[arg(long, value_enum)]
+        kind: UsageArg,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Credit the balance, e.g. `topup 79161234567 100.00`.
+    Topup {
+        msisdn: String,
+        amount: Decimal,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Put a block on the account.
+    Block {
+        msisdn: String,
+        #[arg(long, value_enum, default_value = "voluntary")]
+        kind: BlockArg,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Lift one kind of block, or all with no --kind.
+    Unblock {
+        msisdn: String,
+        #[arg(long, value_enum)]
+        kind: Option<BlockArg>,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Set the discount on the monthly fee (percent, 0–100).
+    Discount {
+        msisdn: String,
+        pct: Decimal,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Move the account to another plan version of the catalog.
+    Plan {
+        msisdn: String,
+        plan: String,
+        version: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Add or remove a service on the number (the renewal needs "package").
+    Service {
+        #[arg(value_enum)]
+        action: ServiceAction,
+        msisdn: String,
+        service: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// The nightly run for a local date (idempotent per date).
+    Nightly {
+        #[arg(long)]
+        date: NaiveDate,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Write the bundled demo catalog and a generated demo account set.
+    DemoData {
+        /// Where to write catalog.json and accounts.jsonl.
+        #[arg(long, default_value = "demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The "today" the generated billing dates are around.
+        #[arg(long, default_value = "2026-11-22")]
+        today: NaiveDate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportWhat {
+    Catalog { file: PathBuf },
+    Accounts {
+        file: PathBuf,
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct At {
+    /// The instant of the command, RFC 3339 with offset (default: now).
+    #[arg(long)]
+    pub at: Option<DateTime<chrono::FixedOffset>>,
+}
+
+impl At {
+    fn instant(&self) -> DateTime<Utc> {
+        self.at.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now)
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChannelArg {
+    Ussd,
+    Sms,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum UsageArg {
+    Minutes,
+    Sms,
+    #[value(name = "data_mb", alias = "data")]
+    DataMb,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BlockArg {
+    Financial,
+    Voluntary,
+    #[value(name = "lost_sim")]
+    LostSim,
+    Fraud,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ServiceAction {
+    Add,
+    Remove,
+}
+
+impl From<BlockArg> for BlockKind {
+    fn from(b: BlockArg) -> Self {
+        match b {
+            BlockArg::Financial => BlockKind::Financial,
+            BlockArg::Voluntary => BlockKind::Voluntary,
+            BlockArg::LostSim => BlockKind::LostSim,
+            BlockArg::Fraud => BlockKind::Fraud,
+            BlockArg::Other => BlockKind::Other,
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn print_json(v: &impl serde::Serialize) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn open_store(g: &Global) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    Ok(store::open(g.store, &g.data_dir)?)
+}
+
+fn gateway(g: &Global) -> Result<Gateway, Box<dyn std::error::Error>> {
+    Ok(Gateway::open(open_store(g)?, EngineConfig::default())?)
+}
+
+/// Run an operator command and print the account it left.
+fn operate(g: &Global, msisdn: &str, command: Command, at: &At) -> CliResult {
+    let gw = gateway(g)?;
+    let applied = gw.execute_one(Request {
+        msisdn: msisdn.to_string(),
+        command,
+        now: at.instant(),
+    })?;
+    match applied.state {
+        Some(st) => print_json(&st.account),
+        None => Err(format!("no account {msisdn}").into()),
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    let g = &cli.global;
+    match cli.command {
+        Cmd::Import { what } => match what {
+            ImportWhat::Catalog { file } => {
+                let catalog = data::load_catalog(&file)?;
+                let plans = catalog.plans.len();
+                let store = open_store(g)?;
+                Gateway::import_catalog(store.as_ref(), catalog)?;
+                print_json(&serde_json::json!({"imported": "catalog", "plans": plans}))
+            }
+            ImportWhat::Accounts { file, at } => {
+                let gw = gateway(g)?;
+                let accounts = data::load_accounts(&file, gw.engine().catalog())?;
+                let n = gw.import_accounts(accounts, at.instant())?;
+                print_json(&serde_json::json!({"imported": "accounts", "accounts": n}))
+            }
+        },
+        Cmd::Account { msisdn } => {
+            let store = open_store(g)?;
+            match store.account(&msisdn)? {
+                Some(st) => print_json(&st.account),
+                None => Err(format!("no account {msisdn}").into()),
+            }
+        }
+        Cmd::Statement { msisdn } => {
+            let store = open_store(g)?;
+            for line in store.statement(&msisdn)? {
+                print_json(&line)?;
+            }
+            Ok(())
+        }
+        Cmd::Journal { msisdn } => {
+            let store = open_store(g)?;
+            for line in store.journal(msisdn.as_deref())? {
+                print_json(&line)?;
+            }
+            Ok(())
+        }
+        Cmd::Renew {
+            msisdn,
+            channel,
+            at,
+        } => {
+            let gw = gateway(g)?;
+            let (channel, request) = match channel {
+                ChannelArg::Ussd => (Channel::Ussd, gw.engine().config().ussd_code.clone()),
+                ChannelArg::Sms => (Channel::Sms, String::new()),
+            };
+            let applied = gw.execute_one(Request {
+                msisdn: msisdn.clone(),
+                command: Command::Renew {
+                    channel,
+                    request,
+                    dedup_key: None,
+                },
+                now: at.instant(),
+            })?;
+            let notice = applied.effects.iter().find_map(|e| match e {
+                crate::engine::Effect::Notice(n) => Some(n.text.clone()),
+                _ => None,
+            });
+            print_json(&serde_json::json!({
+                "msisdn": msisdn,
+                "channel": channel,
+                "outcome": applied.outcome,
+                "reply": applied.reply,
+                "sms": notice,
+            }))
+        }
+        Cmd::Usage {
+            msisdn,
+            kind,
+            amount,
+            at,
+        } => {
+            let kind = match kind {
+                UsageArg::Minutes => UsageKind::Minutes,
+                UsageArg::Sms => UsageKind::Sms,
+                UsageArg::DataMb => UsageKind::DataMb,
+            };
+            operate(g, &msisdn, Command::Usage { kind, amount }, &at)
+        }
+        Cmd::Topup { msisdn, amount, at } => operate(g, &msisdn, Command::TopUp { amount }, &at),
+        Cmd::Block { msisdn, kind, at } => operate(
+            g,
+            &msisdn,
+            Command::Block { kind: kind.into() },
+            &at,
+        ),
+        Cmd::Unblock { msisdn, kind, at } => operate(
+            g,
+            &msisdn,
+            Command::Unblock {
+                kind: kind.map(Into::into),
+            },
+            &at,
+        ),
+        Cmd::Discount { msisdn, pct, at } => {
+            operate(g, &msisdn, Command::SetDiscount { pct }, &at)
+        }
+        Cmd::Plan {
+            msisdn,
+            plan,
+            version,
+            at,
+        } => operate(g, &msisdn, Command::ChangePlan { plan, version }, &at),
+        Cmd::Service {
+            action,
+            msisdn,
+            service,
+            at,
+        } => {
+            let command = match action {
+                ServiceAction::Add => Command::AddService { service },
+                ServiceAction::Remove => Command::RemoveService { service },
+            };
+            operate(g, &msisdn, command, &at)
+        }
+        Cmd::Nightly { date, at } => {
+            let gw = gateway(g)?;
+            print_json(&gw.nightly(date, at.instant())?)
+        }
+        Cmd::DemoData {
+            out,
+            accounts,
+            seed,
+            today,
+        } => write_demo(&out, accounts, seed, today),
+    }
+}
+
+fn write_demo(out: &Path, n: usize, seed: u64, today: NaiveDate) -> CliResult {
+    std::fs::create_dir_all(out)?;
+    let catalog_path = out.join("catalog.json");
+    std::fs::write(
+        &catalog_path,
+        serde_json::to_string_pretty(&data::demo::demo_catalog())? + "\n",
+    )?;
+    let accounts_path = out.join("accounts.jsonl");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&accounts_path)?);
+    for a in data::demo::demo_accounts(n, seed, today) {
+        writeln!(w, "{}", data::account_line(&a))?;
+    }
+    w.flush()?;
+    print_json(&serde_json::json!({
+        "catalog": catalog_path,
+        "accounts": accounts_path,
+        "count": n,
+    }))
+}
+
+/// Used by `main`: parse, run, map errors to stderr and exit code 1.
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shortcode-gw: {e}");
+            1
+        }
+    }
+}

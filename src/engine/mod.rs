@@ -1,0 +1,709 @@
+//! The billing engine: a pure function of (state, command, time).
+//!
+//! It owns every business rule of `shared/spec/renewal-rules.md` and nothing
+//! else: no IO, no clock, no store. [`Engine::apply`] takes an account's
+//! state (or none, for an unknown number), one [`Command`] and the instant
+//! `now`, and returns the new state, the [`Outcome`] code, the subscriber's
+//! reply and the [`Effect`]s (statement lines, journal lines, queued SMS) for
+//! the caller to commit together. The same inputs always give the same
+//! outputs (G1); the nightly run is a command with its date, like
+//! TigerBeetle's expiry, not a timer.
+//!
+//! Decisions where the spec is silent (also listed in the README):
+//! - Leaving a block puts a monthly account in the unpaid period (R2) only
+//!   when its paid period has run out (`next_charge` ≤ today); a daily
+//!   account always. The nightly run then charges it (N3).
+//! - N1 falling short of both the monthly and the daily fee puts a financial
+//!   block on the account, as N2 does.
+//! - Switching to daily billing drops the saved package (U2: it stops at the
+//!   charge) but leaves the main remainder usable; no new allowance arrives
+//!   until the account is back on monthly billing.
+//! - The discount applies to the monthly fee only, as the spec words it.
+//! - Out-of-bundle usage is charged per unit at the plan's rate, rounded to
+//!   kopecks once per usage record.
+//! - Only subscriber requests (USSD, SMS) are journaled; operator commands
+//!   show in the statement where they move money.
+
+pub mod calendar;
+pub mod model;
+pub mod texts;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use model::*;
+use texts::{render, Texts, Vars};
+
+/// What the caller asks of one account.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// «Обнови пакет» from a subscriber. `request` is the text received (for
+    /// the journal); `dedup_key` identifies retransmissions (G4).
+    Renew {
+        channel: Channel,
+        request: String,
+        dedup_key: Option<String>,
+    },
+    /// A USSD string that is not a configured code (C3).
+    UnknownCommand { channel: Channel, request: String },
+    Usage { kind: UsageKind, amount: u64 },
+    TopUp { amount: Decimal },
+    Block { kind: BlockKind },
+    /// Lift one kind of block, or all of them with `None`.
+    Unblock { kind: Option<BlockKind> },
+    SetDiscount { pct: Decimal },
+    ChangePlan { plan: String, version: String },
+    AddService { service: String },
+    RemoveService { service: String },
+    /// The nightly run for local date `date` (N1–N4).
+    Nightly { date: NaiveDate },
+}
+
+impl Command {
+    /// Subscriber requests are journaled (G5); operator commands are not.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Command::Renew { channel, .. } | Command::UnknownCommand { channel, .. } => *channel,
+            _ => Channel::Admin,
+        }
+    }
+}
+
+/// Something to commit alongside the new state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Statement(StatementLine),
+    Journal(JournalLine),
+    Notice(Notice),
+}
+
+/// The result of one command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The account after the command; `None` when there is no account
+    /// (unknown subscriber). Unchanged state is returned as it was.
+    pub state: Option<AccountState>,
+    pub changed: bool,
+    pub outcome: Outcome,
+    /// What the subscriber reads (empty for operator commands).
+    pub reply: String,
+    pub effects: Vec<Effect>,
+}
+
+/// Bad operator input. Refusals of subscriber requests are outcomes, not errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("no account {0}")]
+    NoAccount(String),
+    #[error("plan {plan} version {version} is not in the catalog")]
+    UnknownPlan { plan: String, version: String },
+    #[error("discount must be between 0 and 100, got {0}")]
+    BadDiscount(Decimal),
+    #[error("top-up must be positive, got {0}")]
+    BadAmount(Decimal),
+    #[error("catalog time zone {0:?} is not a known IANA zone")]
+    BadTimezone(String),
+    #[error("date arithmetic overflowed near {0}")]
+    DateOverflow(NaiveDate),
+}
+
+/// Engine settings that are not part of the catalog.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub texts: Texts,
+    /// G4 window: a retransmission within it gets the original answer.
+    pub dedup_window_s: i64,
+    /// The USSD code named in the unknown-command answer (C3).
+    pub ussd_code: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            texts: Texts::default(),
+            dedup_window_s: 60,
+            ussd_code: "*929#".into(),
+        }
+    }
+}
+
+pub const FEE_DESCRIPTION: &str = "Списание ежемесячной платы по Тарифному плану";
+const DAILY_FEE_DESCRIPTION: &str = "Списание посуточной платы по Тарифному плану";
+const TOPUP_DESCRIPTION: &str = "Пополнение баланса";
+/// The package service the renewal is configured on (R3).
+pub const PACKAGE_SERVICE: &str = "package";
+
+pub struct Engine {
+    catalog: Catalog,
+    tz: Tz,
+    plans: HashMap<(String, String), usize>,
+    config: EngineConfig,
+}
+
+/// Kopecks, half away from zero, applied once (step 1).
+pub fn round_money(v: Decimal) -> Decimal {
+    v.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// Monthly fee × (100 − discount) / 100, rounded once.
+pub fn effective_fee(monthly: Decimal, discount_pct: Decimal) -> Decimal {
+    round_money(monthly * (Decimal::ONE_HUNDRED - discount_pct) / Decimal::ONE_HUNDRED)
+}
+
+fn fmt_date(d: NaiveDate) -> String {
+    d.format("%d.%m.%Y").to_string()
+}
+
+impl Engine {
+    pub fn new(catalog: Catalog, config: EngineConfig) -> Result<Engine, EngineError> {
+        let tz: Tz = catalog
+            .timezone
+            .parse()
+            .map_err(|_| EngineError::BadTimezone(catalog.timezone.clone()))?;
+        let plans = catalog
+            .plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.id.clone(), p.version.clone()), i))
+            .collect();
+        Ok(Engine {
+            catalog,
+            tz,
+            plans,
+            config,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// The operator-local date of an instant.
+    pub fn local_date(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.tz).date_naive()
+    }
+
+    /// RFC 3339 in the operator's zone, as journal and statement lines carry it.
+    pub fn local_stamp(&self, now: DateTime<Utc>) -> String {
+        now.with_timezone(&self.tz)
+            .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    }
+
+    pub fn plan(&self, id: &str, version: &str) -> Option<&Plan> {
+        self.plans
+            .get(&(id.to_string(), version.to_string()))
+            .map(|&i| &self.catalog.plans[i])
+    }
+
+    fn fees(&self, a: &Account) -> Option<(&Plan, &RegionFees)> {
+        let plan = self.plan(&a.plan, &a.plan_version)?;
+        Some((plan, plan.regions.get(&a.region)?))
+    }
+
+    /// Apply one command to one account. Pure: same inputs, same result.
+    ///
+    /// `msisdn` is the subscriber the command is for (normalised, C5); it is
+    /// what the journal records even when there is no account (R0).
+    pub fn apply(
+        &self,
+        msisdn: &str,
+        state: Option<&AccountState>,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, EngineError> {
+        match command {
+            Command::Renew {
+                channel,
+                request,
+                dedup_key,
+            } => Ok(self.renew(msisdn, state, *channel, request, dedup_key.as_deref(), now)),
+            Command::UnknownCommand { channel, request } => {
+                let outcome = Outcome::UnknownCommand;
+                let reply = self.short_reply(outcome, &Vars::default());
+                Ok(Applied {
+                    state: state.cloned(),
+                    changed: false,
+                    effects: vec![self.journal(now, *channel, msisdn, request, outcome, &reply, false)],
+                    outcome,
+                    reply,
+                })
+            }
+            _ => {
+                let Some(state) = state else {
+                    return Err(EngineError::NoAccount(msisdn.to_string()));
+                };
+                let mut st = state.clone();
+                let mut effects = Vec::new();
+                self.operate(&mut st, command, now, &mut effects)?;
+                Ok(Applied {
+                    changed: st != *state,
+                    state: Some(st),
+                    outcome: Outcome::Ok,
+                    reply: String::new(),
+                    effects,
+                })
+            }
+        }
+    }
+
+    fn short_reply(&self, outcome: Outcome, vars: &Vars) -> String {
+        let mut vars = vars.clone();
+        vars.code = self.config.ussd_code.clone();
+        render(self.config.texts.short(outcome), &vars)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn journal(
+        &self,
+        now: DateTime<Utc>,
+        channel: Channel,
+        msisdn: &str,
+        request: &str,
+        outcome: Outcome,
+        reply: &str,
+        duplicate: bool,
+    ) -> Effect {
+        Effect::Journal(JournalLine {
+            at: self.local_stamp(now),
+            channel,
+            msisdn: msisdn.to_string(),
+            request: request.to_string(),
+            outcome,
+            reply: reply.to_string(),
+            duplicate,
+        })
+    }
+
+    /// R0→R6 in precedence order; `Ok(fee)` when the renewal may go ahead.
+    fn check_renewal<'a>(
+        &self,
+        st: Option<&'a AccountState>,
+    ) -> Result<(&'a AccountState, Decimal, Package), (Outcome, Vars)> {
+        let none = Vars::default();
+        let Some(st) = st else {
+            return Err((Outcome::UnknownSubscriber, none));
+        };
+        let a = &st.account;
+        if !a.blocks.is_empty() {
+            return Err((Outcome::Blocked, none));
+        }
+        if a.unpaid {
+            return Err((Outcome::UnpaidPeriod, none));
+        }
+        let fees = self.fees(a).filter(|(plan, _)| plan.renewal);
+        let Some((plan, fees)) = fees.filter(|_| a.services.iter().any(|s| s == PACKAGE_SERVICE))
+        else {
+            return Err((Outcome::NoService, none));
+        };
+        if a.billing == Billing::Daily {
+            return Err((Outcome::DailyBilling, none));
+        }
+        let fee = effective_fee(fees.monthly_fee, a.discount_pct);
+        if a.discount_pct >= Decimal::ONE_HUNDRED || fee.is_zero() {
+            return Err((Outcome::FullDiscount, none));
+        }
+        if a.balance < fee {
+            return Err((
+                Outcome::InsufficientFunds,
+                Vars {
+                    fee: money::format(fee),
+                    balance: money::format(a.balance),
+                    ..none
+                },
+            ));
+        }
+        Ok((st, fee, plan.package))
+    }
+
+    fn renew(
+        &self,
+        msisdn: &str,
+        state: Option<&AccountState>,
+        channel: Channel,
+        request: &str,
+        dedup_key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Applied {
+        let window = chrono::Duration::seconds(self.config.dedup_window_s);
+        // G4: a retransmission inside the window gets the stored answer.
+        if let (Some(st), Some(key)) = (state, dedup_key) {
+            if let Some(prev) = st
+                .recent
+                .iter()
+                .find(|e| e.key == key && now >= e.at && now - e.at <= window)
+            {
+                return Applied {
+                    state: Some(st.clone()),
+                    changed: false,
+                    outcome: prev.outcome,
+                    reply: prev.reply.clone(),
+                    effects: vec![self.journal(
+                        now,
+                        channel,
+                        msisdn,
+                        request,
+                        prev.outcome,
+                        &prev.reply,
+                        true,
+                    )],
+                };
+            }
+        }
+
+        let mut effects = Vec::new();
+        let (outcome, reply, new_state) = match self.check_renewal(state) {
+            Err((outcome, vars)) => (outcome, self.short_reply(outcome, &vars), state.cloned()),
+            Ok((st, fee, package)) => {
+                let mut st = st.clone();
+                let (short, confirmation) = self.do_renew(&mut st, fee, package, now, &mut effects);
+                // Step 6: after USSD the details follow by SMS; after an SMS
+                // the answer *is* the confirmation (one SMS, not two).
+                let reply = match channel {
+                    Channel::Sms => confirmation,
+                    _ => {
+                        effects.push(Effect::Notice(Notice {
+                            msisdn: msisdn.to_string(),
+                            text: confirmation,
+                        }));
+                        short
+                    }
+                };
+                (Outcome::Renewed, reply, Some(st))
+            }
+        };
+
+        let mut new_state = new_state;
+        if let (Some(st), Some(key)) = (new_state.as_mut(), dedup_key) {
+            st.recent.retain(|e| now >= e.at && now - e.at <= window);
+            st.recent.push(DedupEntry {
+                key: key.to_string(),
+                at: now,
+                outcome,
+                reply: reply.clone(),
+            });
+        }
+        effects.push(self.journal(now, channel, msisdn, request, outcome, &reply, false));
+        Applied {
+            changed: new_state.as_ref() != state,
+            state: new_state,
+            outcome,
+            reply,
+            effects,
+        }
+    }
+
+    /// Steps 1–5 on an account that passed R0–R6. Returns (USSD reply,
+    /// confirmation SMS).
+    fn do_renew(
+        &self,
+        st: &mut AccountState,
+        fee: Decimal,
+        package: Package,
+        now: DateTime<Utc>,
+        effects: &mut Vec<Effect>,
+    ) -> (String, String) {
+        let today = self.local_date(now);
+        let a = &mut st.account;
+        // Step 2: the new period starts today; the anchor becomes today's day.
+        // `next_anchor_after` only fails past year 262143.
+        let next = calendar::next_anchor_after(today, chrono::Datelike::day(&today))
+            .unwrap_or(NaiveDate::MAX);
+        // Step 3: the main remainder is saved once; an older saved package
+        // (itself a carry-over) expires here.
+        let saved = Saved {
+            minutes: a.main.minutes,
+            sms: a.main.sms,
+            data_mb: a.main.data_mb,
+            valid_until: next,
+        };
+        a.saved = Some(saved);
+        // Step 4.
+        a.main = package;
+        // Step 1.
+        a.balance -= fee;
+        a.anchor_day = chrono::Datelike::day(&today);
+        a.next_charge = next;
+        let period_to = next.pred_opt().unwrap_or(next);
+        // Step 5.
+        effects.push(Effect::Statement(StatementLine {
+            at: self.local_stamp(now),
+            msisdn: a.msisdn.clone(),
+            kind: StatementKind::MonthlyFee,
+            amount: -fee,
+            balance_after: a.balance,
+            description: FEE_DESCRIPTION.to_string(),
+            period_from: Some(today),
+            period_to: Some(period_to),
+        }));
+        let mut vars = Vars {
+            fee: money::format(fee),
+            balance: money::format(a.balance),
+            next_charge: fmt_date(next),
+            period_from: fmt_date(today),
+            period_to: fmt_date(period_to),
+            saved_until: fmt_date(next),
+            saved_minutes: saved.minutes.to_string(),
+            saved_sms: saved.sms.to_string(),
+            saved_data_mb: saved.data_mb.to_string(),
+            ..Vars::default()
+        };
+        if saved.package() != Package::default() {
+            vars.saved = render(&self.config.texts.saved_part, &vars);
+        }
+        let texts = &self.config.texts;
+        (
+            render(&texts.renewed_ussd, &vars),
+            render(&texts.renewed_sms, &vars),
+        )
+    }
+
+    fn statement(
+        &self,
+        now: DateTime<Utc>,
+        a: &Account,
+        kind: StatementKind,
+        amount: Decimal,
+        description: String,
+        period: Option<(NaiveDate, NaiveDate)>,
+    ) -> Effect {
+        Effect::Statement(StatementLine {
+            at: self.local_stamp(now),
+            msisdn: a.msisdn.clone(),
+            kind,
+            amount,
+            balance_after: a.balance,
+            description,
+            period_from: period.map(|p| p.0),
+            period_to: period.map(|p| p.1),
+        })
+    }
+
+    fn operate(
+        &self,
+        st: &mut AccountState,
+        command: &Command,
+        now: DateTime<Utc>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), EngineError> {
+        let today = self.local_date(now);
+        match command {
+            // Subscriber requests never reach here: `apply` routes them.
+            Command::Renew { .. } | Command::UnknownCommand { .. } => {}
+            Command::Usage { kind, amount } => self.usage(st, *kind, *amount, now, effects),
+            Command::TopUp { amount } => {
+                if *amount <= Decimal::ZERO || amount.round_dp(2) != *amount {
+                    return Err(EngineError::BadAmount(*amount));
+                }
+                st.account.balance += *amount;
+                effects.push(self.statement(
+                    now,
+                    &st.account,
+                    StatementKind::Topup,
+                    *amount,
+                    TOPUP_DESCRIPTION.into(),
+                    None,
+                ));
+            }
+            Command::Block { kind } => {
+                if !st.account.blocks.contains(kind) {
+                    st.account.blocks.push(*kind);
+                    st.account.blocks.sort();
+                }
+            }
+            Command::Unblock { kind } => {
+                let a = &mut st.account;
+                let was_blocked = !a.blocks.is_empty();
+                match kind {
+                    Some(k) => a.blocks.retain(|b| b != k),
+                    None => a.blocks.clear(),
+                }
+                // R2: leaving the last block opens the unpaid period when
+                // the paid one has run out (daily accounts always).
+                if was_blocked
+                    && a.blocks.is_empty()
+                    && (a.billing == Billing::Daily || a.next_charge <= today)
+                {
+                    a.unpaid = true;
+                }
+            }
+            Command::SetDiscount { pct } => {
+                if *pct < Decimal::ZERO || *pct > Decimal::ONE_HUNDRED {
+                    return Err(EngineError::BadDiscount(*pct));
+                }
+                st.account.discount_pct = *pct;
+            }
+            Command::ChangePlan { plan, version } => {
+                if self.plan(plan, version).is_none() {
+                    return Err(EngineError::UnknownPlan {
+                        plan: plan.clone(),
+                        version: version.clone(),
+                    });
+                }
+                st.account.plan = plan.clone();
+                st.account.plan_version = version.clone();
+            }
+            Command::AddService { service } => {
+                if !st.account.services.contains(service) {
+                    st.account.services.push(service.clone());
+                }
+            }
+            Command::RemoveService { service } => st.account.services.retain(|s| s != service),
+            Command::Nightly { date } => self.nightly(st, *date, now, effects)?,
+        }
+        Ok(())
+    }
+
+    /// U1/U2: saved first (while valid), then main, then out-of-bundle.
+    fn usage(
+        &self,
+        st: &mut AccountState,
+        kind: UsageKind,
+        amount: u64,
+        now: DateTime<Utc>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let today = self.local_date(now);
+        let a = &mut st.account;
+        if a.saved.is_some_and(|s| today >= s.valid_until) {
+            a.saved = None;
+        }
+        let mut left = amount;
+        if let Some(saved) = a.saved.as_mut() {
+            let slot = saved.slot(kind);
+            let take = left.min(*slot);
+            *slot -= take;
+            left -= take;
+        }
+        let slot = a.main.slot(kind);
+        let take = left.min(*slot);
+        *slot -= take;
+        left -= take;
+        if left == 0 {
+            return;
+        }
+        let Some(plan) = self.plan(&a.plan, &a.plan_version) else {
+            return;
+        };
+        let rate = plan.overage.rate(kind);
+        let charge = round_money(rate * Decimal::from(left));
+        if charge.is_zero() {
+            return;
+        }
+        // U3: the balance may go below zero; the network enforces credit.
+        a.balance -= charge;
+        let unit = match kind {
+            UsageKind::Minutes => "мин",
+            UsageKind::Sms => "SMS",
+            UsageKind::DataMb => "МБ",
+        };
+        let description = format!(
+            "Сверх пакета: {left} {unit} × {} руб.",
+            money::format(rate)
+        );
+        effects.push(self.statement(
+            now,
+            &st.account,
+            StatementKind::Overage,
+            -charge,
+            description,
+            None,
+        ));
+    }
+
+    /// N1–N4 for one account on local date `n`.
+    fn nightly(
+        &self,
+        st: &mut AccountState,
+        n: NaiveDate,
+        now: DateTime<Utc>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), EngineError> {
+        // N4: a date already run (or an earlier one) changes nothing.
+        if st.last_nightly.is_some_and(|last| last >= n) {
+            return Ok(());
+        }
+        st.last_nightly = Some(n);
+        let a = &mut st.account;
+        if !a.blocks.is_empty() {
+            return Ok(());
+        }
+        let Some((plan, fees)) = self.fees(a) else {
+            // The plan is not offered in the account's region: there is no
+            // fee to charge, so nothing happens (the account is NO_SERVICE).
+            return Ok(());
+        };
+        let package = plan.package;
+        let monthly = effective_fee(fees.monthly_fee, a.discount_pct);
+        let daily = fees.daily_fee;
+        let due = a.unpaid || a.billing == Billing::Daily || a.next_charge <= n;
+        // N3: the nightly run is what ends the unpaid period.
+        a.unpaid = false;
+        if !due {
+            if a.saved.is_some_and(|s| n >= s.valid_until) {
+                a.saved = None;
+            }
+            return Ok(());
+        }
+        if a.balance >= monthly {
+            // N1 (or N2's way back): one monthly charge, next anchor after n.
+            let (from, next) = if a.billing == Billing::Daily {
+                let anchor = chrono::Datelike::day(&n);
+                a.anchor_day = anchor;
+                (n, calendar::next_anchor_after(n, anchor))
+            } else {
+                (
+                    calendar::anchor_on_or_before(n, a.anchor_day).unwrap_or(n),
+                    calendar::next_anchor_after(n, a.anchor_day),
+                )
+            };
+            let next = next.ok_or(EngineError::DateOverflow(n))?;
+            a.billing = Billing::Monthly;
+            a.balance -= monthly;
+            a.next_charge = next;
+            a.main = package;
+            a.saved = None;
+            let to = next.pred_opt().unwrap_or(next);
+            effects.push(self.statement(
+                now,
+                a,
+                StatementKind::MonthlyFee,
+                -monthly,
+                FEE_DESCRIPTION.into(),
+                Some((from, to)),
+            ));
+            return Ok(());
+        }
+        // Not enough for the month: daily billing (N1), or stay on it (N2).
+        a.billing = Billing::Daily;
+        a.saved = None;
+        if a.balance >= daily {
+            a.balance -= daily;
+            effects.push(self.statement(
+                now,
+                a,
+                StatementKind::DailyFee,
+                -daily,
+                DAILY_FEE_DESCRIPTION.into(),
+                Some((n, n)),
+            ));
+        } else if !a.blocks.contains(&BlockKind::Financial) {
+            a.blocks.push(BlockKind::Financial);
+            a.blocks.sort();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,367 @@
+//! The engine's data: catalog, accounts and what the engine emits.
+//!
+//! Field names and JSON shapes follow `shared/spec/data-formats.md`, so an
+//! account serialises back to exactly one line of the accounts file.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A tariff catalog: every plan version with its per-region fees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub currency: String,
+    /// IANA zone name; local dates (billing days) are taken in this zone.
+    pub timezone: String,
+    pub plans: Vec<Plan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub archived: bool,
+    pub renewal: bool,
+    pub package: Package,
+    pub overage: Overage,
+    pub regions: BTreeMap<String, RegionFees>,
+}
+
+/// Minutes, SMS and data of a package (allowance or remainder).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub minutes: u64,
+    pub sms: u64,
+    pub data_mb: u64,
+}
+
+impl Package {
+    pub fn get(&self, kind: UsageKind) -> u64 {
+        match kind {
+            UsageKind::Minutes => self.minutes,
+            UsageKind::Sms => self.sms,
+            UsageKind::DataMb => self.data_mb,
+        }
+    }
+
+    pub fn slot(&mut self, kind: UsageKind) -> &mut u64 {
+        match kind {
+            UsageKind::Minutes => &mut self.minutes,
+            UsageKind::Sms => &mut self.sms,
+            UsageKind::DataMb => &mut self.data_mb,
+        }
+    }
+}
+
+/// Out-of-bundle prices per unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overage {
+    #[serde(with = "money")]
+    pub minute: Decimal,
+    #[serde(with = "money")]
+    pub sms: Decimal,
+    #[serde(with = "money")]
+    pub mb: Decimal,
+}
+
+impl Overage {
+    pub fn rate(&self, kind: UsageKind) -> Decimal {
+        match kind {
+            UsageKind::Minutes => self.minute,
+            UsageKind::Sms => self.sms,
+            UsageKind::DataMb => self.mb,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionFees {
+    #[serde(with = "money")]
+    pub monthly_fee: Decimal,
+    #[serde(with = "money")]
+    pub daily_fee: Decimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Billing {
+    Monthly,
+    Daily,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    Financial,
+    Voluntary,
+    LostSim,
+    Fraud,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    Home,
+    NationalRoaming,
+    InternationalRoaming,
+}
+
+/// The saved (carried-over) package: spent first, valid until the next
+/// regular charge date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Saved {
+    pub minutes: u64,
+    pub sms: u64,
+    pub data_mb: u64,
+    pub valid_until: NaiveDate,
+}
+
+impl Saved {
+    pub fn package(&self) -> Package {
+        Package {
+            minutes: self.minutes,
+            sms: self.sms,
+            data_mb: self.data_mb,
+        }
+    }
+
+    pub fn slot(&mut self, kind: UsageKind) -> &mut u64 {
+        match kind {
+            UsageKind::Minutes => &mut self.minutes,
+            UsageKind::Sms => &mut self.sms,
+            UsageKind::DataMb => &mut self.data_mb,
+        }
+    }
+}
+
+/// One subscriber account, exactly the accounts-file schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub msisdn: String,
+    pub region: String,
+    pub plan: String,
+    pub plan_version: String,
+    #[serde(with = "money")]
+    pub balance: Decimal,
+    pub billing: Billing,
+    pub next_charge: NaiveDate,
+    pub anchor_day: u32,
+    pub blocks: Vec<BlockKind>,
+    pub unpaid: bool,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub discount_pct: Decimal,
+    pub services: Vec<String>,
+    pub location: Location,
+    pub main: Package,
+    pub saved: Option<Saved>,
+}
+
+/// What the store keeps per subscriber: the account plus the engine's own
+/// bookkeeping (never part of the accounts-file export).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub account: Account,
+    /// Balance at import; G2 says opening + Σ statement amounts = balance.
+    #[serde(with = "money")]
+    pub opening_balance: Decimal,
+    /// Last local date the nightly run processed this account (N4).
+    pub last_nightly: Option<NaiveDate>,
+    /// Recent requests by dedup key, for G4. Pruned to the dedup window.
+    #[serde(default)]
+    pub recent: Vec<DedupEntry>,
+}
+
+impl AccountState {
+    pub fn imported(account: Account) -> Self {
+        AccountState {
+            opening_balance: account.balance,
+            account,
+            last_nightly: None,
+            recent: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DedupEntry {
+    pub key: String,
+    pub at: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub reply: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Ussd,
+    Sms,
+    /// Operator commands (CLI, replay operations, a future admin API).
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageKind {
+    Minutes,
+    Sms,
+    DataMb,
+}
+
+/// Result codes. The refusals are listed in precedence order (R0→R6):
+/// the first that holds is the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    Renewed,
+    UnknownSubscriber,
+    Blocked,
+    UnpaidPeriod,
+    NoService,
+    DailyBilling,
+    FullDiscount,
+    InsufficientFunds,
+    /// C3: a USSD string that is not a configured code.
+    UnknownCommand,
+    /// A non-renewal command was applied.
+    Ok,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Renewed,
+        Outcome::UnknownSubscriber,
+        Outcome::Blocked,
+        Outcome::UnpaidPeriod,
+        Outcome::NoService,
+        Outcome::DailyBilling,
+        Outcome::FullDiscount,
+        Outcome::InsufficientFunds,
+        Outcome::UnknownCommand,
+        Outcome::Ok,
+    ];
+
+    /// The stable code used in logs, the journal and fixtures.
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Renewed => "RENEWED",
+            Outcome::UnknownSubscriber => "UNKNOWN_SUBSCRIBER",
+            Outcome::Blocked => "BLOCKED",
+            Outcome::UnpaidPeriod => "UNPAID_PERIOD",
+            Outcome::NoService => "NO_SERVICE",
+            Outcome::DailyBilling => "DAILY_BILLING",
+            Outcome::FullDiscount => "FULL_DISCOUNT",
+            Outcome::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            Outcome::UnknownCommand => "UNKNOWN_COMMAND",
+            Outcome::Ok => "OK",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.code() == code)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A ledger line (the subscriber's statement / детализация).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub at: String,
+    pub msisdn: String,
+    pub kind: StatementKind,
+    /// Signed: debits negative, credits positive.
+    #[serde(with = "money")]
+    pub amount: Decimal,
+    #[serde(with = "money")]
+    pub balance_after: Decimal,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_from: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    MonthlyFee,
+    DailyFee,
+    Topup,
+    Overage,
+    /// A balance changed by re-importing an account (keeps G2 honest).
+    Adjustment,
+}
+
+/// A request-journal line (G5): every request, refused or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalLine {
+    pub at: String,
+    pub channel: Channel,
+    pub msisdn: String,
+    pub request: String,
+    pub outcome: Outcome,
+    pub reply: String,
+    /// True when this was a retransmission answered from the dedup window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// An SMS to deliver to a subscriber (step 6), kept in the store's outbox
+/// until the network acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub msisdn: String,
+    pub text: String,
+}
+
+/// Money in files is a string with two decimals; we also accept the plain
+/// decimal forms ("550", "550.5") but never a JSON number.
+pub mod money {
+    use rust_decimal::Decimal;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(D::Error::custom)
+    }
+
+    /// "550.00" style: always two decimals.
+    pub fn format(v: Decimal) -> String {
+        let mut r = v.round_dp(2);
+        r.rescale(2);
+        r.to_string()
+    }
+
+    pub fn parse(s: &str) -> Result<Decimal, String> {
+        let ok = !s.is_empty()
+            && s.trim() == s
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            && s.matches('.').count() <= 1
+            && s.split('.').nth(1).is_none_or(|f| !f.is_empty() && f.len() <= 2);
+        if !ok {
+            return Err(format!("bad money string {s:?} (expected like \"550.00\")"));
+        }
+        s.parse::<Decimal>()
+            .map_err(|_| format!("bad money string {s:?} (expected like \"550.00\")"))
+    }
+}

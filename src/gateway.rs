@@ -1,0 +1,241 @@
+//! The gateway core: the engine over the store, one commit per batch.
+//!
+//! Every engine command, whoever sends it (the SMPP front-end, the CLI, the
+//! replay tool, later an admin API), goes through [`Gateway::execute`]: the
+//! commands of one batch are applied in order against the stored accounts
+//! (later commands see earlier ones' changes), and everything they change
+//! lands in one atomic, durable store commit before any result is returned
+//! (G3). The SMPP shell feeds it from one queue, so grouping requests that
+//! arrive together into one batch is what makes one fsync serve many.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::engine::model::{AccountState, Catalog, StatementKind, StatementLine};
+use crate::engine::{Applied, Command, Effect, Engine, EngineConfig, EngineError};
+use crate::store::{Store, StoreError, Write};
+
+/// One command for one subscriber at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub msisdn: String,
+    pub command: Command,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the store has no catalog yet: run `shortcode-gw import catalog FILE` first")]
+    NoCatalog,
+    #[error("the new catalog lacks plan {plan} version {version}, which account {msisdn} is on")]
+    CatalogDropsPlan {
+        plan: String,
+        version: String,
+        msisdn: String,
+    },
+}
+
+/// What a nightly run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NightlyReport {
+    pub date: String,
+    pub accounts: u64,
+    pub changed: u64,
+    pub statement_lines: u64,
+}
+
+/// Accounts read and committed per store transaction by bulk operations.
+const BULK_CHUNK: usize = 10_000;
+
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    engine: Engine,
+}
+
+impl Gateway {
+    /// The engine over the store's catalog.
+    pub fn open(store: Arc<dyn Store>, config: EngineConfig) -> Result<Gateway, GatewayError> {
+        let catalog = store.catalog()?.ok_or(GatewayError::NoCatalog)?;
+        Ok(Gateway {
+            engine: Engine::new(catalog, config)?,
+            store,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Apply `requests` in order and commit everything in one transaction.
+    /// An operator error in one request fails only that request.
+    pub fn execute(
+        &self,
+        requests: &[Request],
+    ) -> Result<Vec<Result<Applied, EngineError>>, StoreError> {
+        let mut overlay: HashMap<&str, Option<AccountState>> = HashMap::new();
+        let mut dirty: Vec<&str> = Vec::new();
+        let mut writes = Vec::new();
+        let mut results = Vec::with_capacity(requests.len());
+        for r in requests {
+            let current = match overlay.get(r.msisdn.as_str()) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = self.store.account(&r.msisdn)?;
+                    overlay.insert(&r.msisdn, s.clone());
+                    s
+                }
+            };
+            let applied = self
+                .engine
+                .apply(&r.msisdn, current.as_ref(), &r.command, r.now);
+            if let Ok(a) = &applied {
+                if a.changed {
+                    if !dirty.contains(&r.msisdn.as_str()) {
+                        dirty.push(&r.msisdn);
+                    }
+                    overlay.insert(&r.msisdn, a.state.clone());
+                }
+                writes.extend(effect_writes(&a.effects));
+            }
+            results.push(applied);
+        }
+        let accounts = dirty
+            .iter()
+            .filter_map(|m| overlay.get(m).cloned().flatten())
+            .map(Write::PutAccount);
+        let mut all: Vec<Write> = accounts.collect();
+        all.extend(writes);
+        if !all.is_empty() {
+            self.store.commit(all)?;
+        }
+        Ok(results)
+    }
+
+    /// One request on its own (CLI, tests).
+    pub fn execute_one(&self, request: Request) -> Result<Applied, GatewayError> {
+        let mut r = self.execute(std::slice::from_ref(&request))?;
+        Ok(r.pop().expect("one request gives one result")?)
+    }
+
+    /// The nightly run for local date `date` over every account, committed
+    /// in chunks. Safe to interrupt and repeat: N4 makes a second run of the
+    /// same date change nothing.
+    pub fn nightly(&self, date: NaiveDate, now: DateTime<Utc>) -> Result<NightlyReport, GatewayError> {
+        let mut report = NightlyReport {
+            date: date.to_string(),
+            ..NightlyReport::default()
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let chunk = self.store.accounts_after(after.as_deref(), BULK_CHUNK)?;
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.account.msisdn.clone());
+            let mut writes = Vec::new();
+            for st in &chunk {
+                report.accounts += 1;
+                let a = self.engine.apply(
+                    &st.account.msisdn,
+                    Some(st),
+                    &Command::Nightly { date },
+                    now,
+                )?;
+                if a.changed {
+                    report.changed += 1;
+                    if let Some(s) = a.state {
+                        writes.push(Write::PutAccount(s));
+                    }
+                }
+                report.statement_lines += a
+                    .effects
+                    .iter()
+                    .filter(|e| matches!(e, Effect::Statement(_)))
+                    .count() as u64;
+                writes.extend(effect_writes(&a.effects));
+            }
+            if !writes.is_empty() {
+                self.store.commit(writes)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Replace the catalog. Refused when an account is on a plan version the
+    /// new catalog drops (its fees would be unknown).
+    pub fn import_catalog(store: &dyn Store, catalog: Catalog) -> Result<(), GatewayError> {
+        let engine = Engine::new(catalog.clone(), EngineConfig::default())?;
+        let mut after: Option<String> = None;
+        loop {
+            let chunk = store.accounts_after(after.as_deref(), BULK_CHUNK)?;
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.account.msisdn.clone());
+            if let Some(a) = chunk
+                .iter()
+                .map(|s| &s.account)
+                .find(|a| engine.plan(&a.plan, &a.plan_version).is_none())
+            {
+                return Err(GatewayError::CatalogDropsPlan {
+                    plan: a.plan.clone(),
+                    version: a.plan_version.clone(),
+                    msisdn: a.msisdn.clone(),
+                });
+            }
+        }
+        store.commit(vec![Write::PutCatalog(catalog)])?;
+        Ok(())
+    }
+
+    /// Load accounts in one commit (all or nothing). A number already in the
+    /// store is replaced by the file's version; its bookkeeping is kept and a
+    /// changed balance is booked as an adjustment so G2 keeps holding.
+    pub fn import_accounts(
+        &self,
+        accounts: Vec<crate::engine::model::Account>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, GatewayError> {
+        let n = accounts.len();
+        let mut writes = Vec::with_capacity(n);
+        for account in accounts {
+            match self.store.account(&account.msisdn)? {
+                None => writes.push(Write::PutAccount(AccountState::imported(account))),
+                Some(mut old) => {
+                    let delta = account.balance - old.account.balance;
+                    if !delta.is_zero() {
+                        writes.push(Write::Statement(StatementLine {
+                            at: self.engine.local_stamp(now),
+                            msisdn: account.msisdn.clone(),
+                            kind: StatementKind::Adjustment,
+                            amount: delta,
+                            balance_after: account.balance,
+                            description: "Корректировка баланса при импорте".into(),
+                            period_from: None,
+                            period_to: None,
+                        }));
+                    }
+                    old.account = account;
+                    writes.push(Write::PutAccount(old));
+                }
+            }
+        }
+        self.store.commit(writes)?;
+        Ok(n)
+    }
+}
+
+/// The store writes that carry an engine result's effects.
+pub fn effect_writes(effects: &[Effect]) -> impl Iterator<Item = Write> + '_ {
+    effects.iter().map(|e| match e {
+        Effect::Statement(s) => Write::Statement(s.clone()),
+        Effect::Journal(j) => Write::Journal(j.clone()),
+        Effect::Notice(n) => Write::Enqueue(n.clone()),
+    })
+}

@@ -1,0 +1,396 @@
+//! The second backend: sled 0.34.7 (the design card's store).
+//!
+//! Same layout as [`super::redb_store`], one sled tree per table. Every
+//! [`Store::commit`] is one sled transaction over all trees, followed by
+//! `Db::flush()` before `commit` returns.
+//!
+//! STRACE_PLACEHOLDER
+//!
+//! Trees (values are serde_json bytes; integers big-endian so byte order is
+//! numeric order):
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `accounts` | MSISDN bytes | [`AccountState`] JSON |
+//! | `catalog` | `b"catalog"` | [`Catalog`] JSON |
+//! | `journal` | global seq `u64` BE (from 1) | [`JournalLine`] JSON |
+//! | `journal_by_msisdn` | `len(MSISDN) u32 BE ‖ MSISDN ‖ seq u64 BE` | empty |
+//! | `statement` | `len(MSISDN) u32 BE ‖ MSISDN ‖ seq u64 BE`, seq global | [`StatementLine`] JSON |
+//! | `outbox` | id `u64` BE (from 1, never reused) | [`Notice`] JSON |
+//! | `meta` | counter name | `u64` BE (next ids, account count) |
+//!
+//! The length prefix makes a prefix scan for one MSISDN exact whatever bytes
+//! the MSISDN holds. sled transactions take a global write lock while they
+//! apply and every single read takes the read side, so a reader never sees
+//! half a commit; unlike redb there is no snapshot *across* several reads.
+
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionalTree,
+};
+use sled::{Db, Transactional, Tree};
+
+use super::{Committed, Store, StoreError, Write};
+use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, StatementLine};
+
+/// Directory name inside the store directory (see [`super::open`]).
+pub const DIR_NAME: &str = "sled";
+
+const CATALOG_KEY: &[u8] = b"catalog";
+const NEXT_JOURNAL: &[u8] = b"next_journal_seq";
+const NEXT_STATEMENT: &[u8] = b"next_statement_seq";
+const NEXT_OUTBOX: &[u8] = b"next_outbox_id";
+const ACCOUNT_COUNT: &[u8] = b"account_count";
+
+/// A [`Store`] in a sled directory.
+pub struct SledStore {
+    db: Db,
+    path: PathBuf,
+    accounts: Tree,
+    catalog: Tree,
+    journal: Tree,
+    journal_idx: Tree,
+    statement: Tree,
+    outbox: Tree,
+    meta: Tree,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn err(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { at, bt: _ } => {
+            StoreError::Corrupt(format!("sled: corruption at {at:?}"))
+        }
+        other => StoreError::Io(format!("sled: {other}")),
+    }
+}
+
+fn encode<T: Serialize>(table: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Io(format!("encoding a {table} value: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(
+    table: &str,
+    key: impl Display,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("table {table}, key {key}: {e}")))
+}
+
+fn decode_u64(table: &str, key: impl Display, bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "table {table}, key {key}: expected 8 bytes, found {}",
+            bytes.len()
+        ))
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// `len(msisdn) u32 BE ‖ msisdn` — the prefix of one subscriber's keys.
+fn msisdn_prefix(msisdn: &str) -> Result<Vec<u8>, StoreError> {
+    let len = u32::try_from(msisdn.len())
+        .map_err(|_| StoreError::Io(format!("MSISDN of {} bytes is too long", msisdn.len())))?;
+    let mut k = Vec::with_capacity(4 + msisdn.len() + 8);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(msisdn.as_bytes());
+    Ok(k)
+}
+
+fn seq_of(table: &str, prefix_len: usize, key: &[u8]) -> Result<u64, StoreError> {
+    key.get(prefix_len..)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("table {table}: malformed key {key:?}")))
+}
+
+/// One write, encoded before the transaction so the (possibly retried)
+/// transaction closure only moves bytes.
+enum Enc {
+    Account { key: Vec<u8>, value: Vec<u8> },
+    Journal { prefix: Vec<u8>, value: Vec<u8> },
+    Statement { prefix: Vec<u8>, value: Vec<u8> },
+    Enqueue(Vec<u8>),
+    Dequeue(u64),
+    Catalog(Vec<u8>),
+}
+
+type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn read_counter(meta: &TransactionalTree, name: &[u8], default: u64) -> TxResult<u64> {
+    match meta.get(name)? {
+        None => Ok(default),
+        Some(v) => decode_u64("meta", String::from_utf8_lossy(name), &v).map_err(abort),
+    }
+}
+
+impl SledStore {
+    /// Open or create the sled directory at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = sled::Config::new().path(&path).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked {
+                    path: path.display().to_string(),
+                }
+            }
+            other => match err(other) {
+                StoreError::Io(m) => StoreError::Io(format!("opening {}: {m}", path.display())),
+                StoreError::Corrupt(m) => {
+                    StoreError::Corrupt(format!("opening {}: {m}", path.display()))
+                }
+                other => other,
+            },
+        })?;
+        let tree = |name: &str| db.open_tree(name).map_err(err);
+        Ok(SledStore {
+            accounts: tree("accounts")?,
+            catalog: tree("catalog")?,
+            journal: tree("journal")?,
+            journal_idx: tree("journal_by_msisdn")?,
+            statement: tree("statement")?,
+            outbox: tree("outbox")?,
+            meta: tree("meta")?,
+            db,
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Store for SledStore {
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+
+    fn catalog(&self) -> Result<Option<Catalog>, StoreError> {
+        self.catalog
+            .get(CATALOG_KEY)
+            .map_err(err)?
+            .map(|v| decode("catalog", "catalog", &v))
+            .transpose()
+    }
+
+    fn account(&self, msisdn: &str) -> Result<Option<AccountState>, StoreError> {
+        self.accounts
+            .get(msisdn.as_bytes())
+            .map_err(err)?
+            .map(|v| decode("accounts", msisdn, &v))
+            .transpose()
+    }
+
+    fn accounts_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccountState>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lower = match after {
+            Some(a) => Bound::Excluded(a.as_bytes()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in self
+            .accounts
+            .range::<&[u8], _>((lower, Bound::Unbounded))
+        {
+            let (k, v) = entry.map_err(err)?;
+            out.push(decode("accounts", String::from_utf8_lossy(&k), &v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn account_count(&self) -> Result<u64, StoreError> {
+        match self.meta.get(ACCOUNT_COUNT).map_err(err)? {
+            None => Ok(0),
+            Some(v) => decode_u64("meta", "account_count", &v),
+        }
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
+        if writes.is_empty() {
+            return Ok(Committed::default());
+        }
+        let mut enc = Vec::with_capacity(writes.len());
+        for w in &writes {
+            enc.push(match w {
+                Write::PutAccount(a) => Enc::Account {
+                    key: a.account.msisdn.as_bytes().to_vec(),
+                    value: encode("accounts", a)?,
+                },
+                Write::Journal(l) => Enc::Journal {
+                    prefix: msisdn_prefix(&l.msisdn)?,
+                    value: encode("journal", l)?,
+                },
+                Write::Statement(l) => Enc::Statement {
+                    prefix: msisdn_prefix(&l.msisdn)?,
+                    value: encode("statement", l)?,
+                },
+                Write::Enqueue(n) => Enc::Enqueue(encode("outbox", n)?),
+                Write::Dequeue(id) => Enc::Dequeue(*id),
+                Write::PutCatalog(c) => Enc::Catalog(encode("catalog", c)?),
+            });
+        }
+        drop(writes);
+
+        let trees = (
+            &self.accounts,
+            &self.catalog,
+            &self.journal,
+            &self.journal_idx,
+            &self.statement,
+            &self.outbox,
+            &self.meta,
+        );
+        let result = trees.transaction(
+            |(accounts, catalog, journal, journal_idx, statement, outbox, meta)| {
+                let mut committed = Committed::default();
+                let mut next_journal = read_counter(meta, NEXT_JOURNAL, 1)?;
+                let mut next_statement = read_counter(meta, NEXT_STATEMENT, 1)?;
+                let mut next_outbox = read_counter(meta, NEXT_OUTBOX, 1)?;
+                let mut count = read_counter(meta, ACCOUNT_COUNT, 0)?;
+                let before = (next_journal, next_statement, next_outbox, count);
+                for e in &enc {
+                    match e {
+                        Enc::Account { key, value } => {
+                            if accounts.insert(key.as_slice(), value.as_slice())?.is_none() {
+                                count += 1;
+                            }
+                        }
+                        Enc::Journal { prefix, value } => {
+                            let seq = next_journal.to_be_bytes();
+                            journal.insert(&seq, value.as_slice())?;
+                            let mut k = prefix.clone();
+                            k.extend_from_slice(&seq);
+                            journal_idx.insert(k, &[] as &[u8])?;
+                            next_journal += 1;
+                        }
+                        Enc::Statement { prefix, value } => {
+                            let mut k = prefix.clone();
+                            k.extend_from_slice(&next_statement.to_be_bytes());
+                            statement.insert(k, value.as_slice())?;
+                            next_statement += 1;
+                        }
+                        Enc::Enqueue(value) => {
+                            outbox.insert(&next_outbox.to_be_bytes(), value.as_slice())?;
+                            committed.enqueued.push(next_outbox);
+                            next_outbox += 1;
+                        }
+                        Enc::Dequeue(id) => {
+                            outbox.remove(&id.to_be_bytes())?;
+                        }
+                        Enc::Catalog(value) => {
+                            catalog.insert(CATALOG_KEY, value.as_slice())?;
+                        }
+                    }
+                }
+                let after = (next_journal, next_statement, next_outbox, count);
+                if after.0 != before.0 {
+                    meta.insert(NEXT_JOURNAL, &after.0.to_be_bytes())?;
+                }
+                if after.1 != before.1 {
+                    meta.insert(NEXT_STATEMENT, &after.1.to_be_bytes())?;
+                }
+                if after.2 != before.2 {
+                    meta.insert(NEXT_OUTBOX, &after.2.to_be_bytes())?;
+                }
+                if after.3 != before.3 {
+                    meta.insert(ACCOUNT_COUNT, &after.3.to_be_bytes())?;
+                }
+                Ok(committed)
+            },
+        );
+        let committed = result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => err(e),
+        })?;
+        // The transaction is only in sled's in-memory log buffers until this
+        // flush writes them out (see the module doc for what it syncs).
+        self.db.flush().map_err(err)?;
+        Ok(committed)
+    }
+
+    fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {
+        let prefix = msisdn_prefix(msisdn)?;
+        let mut out = Vec::new();
+        for entry in self.statement.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(err)?;
+            let seq = seq_of("statement", prefix.len(), &k)?;
+            out.push(decode("statement", format!("({msisdn}, {seq})"), &v)?);
+        }
+        Ok(out)
+    }
+
+    fn journal(&self, msisdn: Option<&str>) -> Result<Vec<JournalLine>, StoreError> {
+        let mut out = Vec::new();
+        match msisdn {
+            None => {
+                for entry in self.journal.iter() {
+                    let (k, v) = entry.map_err(err)?;
+                    let seq = decode_u64("journal", "(key)", &k)?;
+                    out.push(decode("journal", seq, &v)?);
+                }
+            }
+            Some(m) => {
+                let prefix = msisdn_prefix(m)?;
+                for entry in self.journal_idx.scan_prefix(&prefix) {
+                    let (k, _) = entry.map_err(err)?;
+                    let seq = seq_of("journal_by_msisdn", prefix.len(), &k)?;
+                    let v = self
+                        .journal
+                        .get(seq.to_be_bytes())
+                        .map_err(err)?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "table journal_by_msisdn, key ({m}, {seq}): no journal line {seq}"
+                            ))
+                        })?;
+                    out.push(decode("journal", seq, &v)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn outbox(&self, limit: usize) -> Result<Vec<(u64, Notice)>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in self.outbox.iter() {
+            let (k, v) = entry.map_err(err)?;
+            let id = decode_u64("outbox", "(key)", &k)?;
+            out.push((id, decode("outbox", id, &v)?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
