@@ -20,7 +20,11 @@ use crate::gateway::{Gateway, Request};
 use crate::store::{self, Store, StoreKind};
 
 #[derive(Debug, Parser)]
-#[command(name = "shortcode-gw", version, about = "«Обнови пакет» USSD/SMS short-code gateway")]
+#[command(
+    name = "shortcode-gw",
+    version,
+    about = "«Обнови пакет» USSD/SMS short-code gateway"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -140,7 +144,9 @@ pub enum Cmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportWhat {
-    Catalog { file: PathBuf },
+    Catalog {
+        file: PathBuf,
+    },
     Accounts {
         file: PathBuf,
         #[command(flatten)]
@@ -157,7 +163,9 @@ pub struct At {
 
 impl At {
     fn instant(&self) -> DateTime<Utc> {
-        self.at.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now)
+        self.at
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(Utc::now)
     }
 }
 
@@ -318,12 +326,9 @@ pub fn run(cli: Cli) -> CliResult {
             operate(g, &msisdn, Command::Usage { kind, amount }, &at)
         }
         Cmd::Topup { msisdn, amount, at } => operate(g, &msisdn, Command::TopUp { amount }, &at),
-        Cmd::Block { msisdn, kind, at } => operate(
-            g,
-            &msisdn,
-            Command::Block { kind: kind.into() },
-            &at,
-        ),
+        Cmd::Block { msisdn, kind, at } => {
+            operate(g, &msisdn, Command::Block { kind: kind.into() }, &at)
+        }
         Cmd::Unblock { msisdn, kind, at } => operate(
             g,
             &msisdn,
@@ -332,9 +337,7 @@ pub fn run(cli: Cli) -> CliResult {
             },
             &at,
         ),
-        Cmd::Discount { msisdn, pct, at } => {
-            operate(g, &msisdn, Command::SetDiscount { pct }, &at)
-        }
+        Cmd::Discount { msisdn, pct, at } => operate(g, &msisdn, Command::SetDiscount { pct }, &at),
         Cmd::Plan {
             msisdn,
             plan,

@@ -130,7 +130,11 @@ impl Gateway {
     /// The nightly run for local date `date` over every account, committed
     /// in chunks. Safe to interrupt and repeat: N4 makes a second run of the
     /// same date change nothing.
-    pub fn nightly(&self, date: NaiveDate, now: DateTime<Utc>) -> Result<NightlyReport, GatewayError> {
+    pub fn nightly(
+        &self,
+        date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<NightlyReport, GatewayError> {
         let mut report = NightlyReport {
             date: date.to_string(),
             ..NightlyReport::default()

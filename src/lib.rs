@@ -7,7 +7,9 @@
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod engine;
 pub mod gateway;
+pub mod server;
 pub mod store;

@@ -37,7 +37,7 @@ use shortcode_gw::engine::model::{
 };
 use shortcode_gw::store::{open, Store, StoreError, StoreKind, Write};
 
-const ROUNDS: u32 = 24;
+const ROUNDS: u32 = 30;
 const ACCOUNTS: usize = 50;
 const CHILD_THREADS: usize = 2;
 const DEFAULT_SEED: u64 = 0x5EED_C0DE_0929;
@@ -141,8 +141,7 @@ fn crash_child_entry() {
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
-                let mut rng =
-                    StdRng::seed_from_u64(seed() ^ (u64::from(round) << 8) ^ t as u64);
+                let mut rng = StdRng::seed_from_u64(seed() ^ (u64::from(round) << 8) ^ t as u64);
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     // Each thread owns the accounts i ≡ t (mod CHILD_THREADS),
@@ -184,8 +183,11 @@ fn child_command(
     let mut st = store
         .account(msisdn)?
         .ok_or_else(|| StoreError::Corrupt(format!("account {msisdn} vanished")))?;
-    let fee = [Decimal::new(1900, 2), Decimal::new(50000, 2), Decimal::new(55000, 2)]
-        [rng.gen_range(0..3)];
+    let fee = [
+        Decimal::new(1900, 2),
+        Decimal::new(50000, 2),
+        Decimal::new(55000, 2),
+    ][rng.gen_range(0..3)];
     let (kind, amount, outcome) = if rng.gen_bool(0.6) && st.account.balance >= fee {
         (StatementKind::MonthlyFee, -fee, Outcome::Renewed)
     } else {
@@ -241,7 +243,12 @@ enum Line {
     Err(String),
 }
 
-fn spawn_child(mode: &str, kind: StoreKind, dir: &Path, round: u32) -> (Guard, mpsc::Receiver<Line>) {
+fn spawn_child(
+    mode: &str,
+    kind: StoreKind,
+    dir: &Path,
+    round: u32,
+) -> (Guard, mpsc::Receiver<Line>) {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
         .args([
@@ -456,7 +463,10 @@ fn second_process_gets_locked(kind: StoreKind) {
     wait_ready(&rx, &format!("{kind} hold"));
     match open(kind, dir.path()) {
         Err(StoreError::Locked { path }) => {
-            assert!(path.starts_with(&dir.path().display().to_string()), "{path}");
+            assert!(
+                path.starts_with(&dir.path().display().to_string()),
+                "{path}"
+            );
         }
         Err(e) => panic!("{kind}: expected Locked, got {e}"),
         Ok(_) => panic!("{kind}: second process opened a store that is in use"),

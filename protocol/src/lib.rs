@@ -3,6 +3,7 @@
 pub mod gsm7;
 pub mod msisdn;
 pub mod segment;
+pub mod smpp;
 pub mod text;
 pub mod ucs2;
 pub mod ussd;

@@ -200,7 +200,7 @@ fn check_line(
         message: "not valid UTF-8 text".into(),
     })?;
     let json_bad = |field: Option<String>, e: &serde_json::Error| Bad {
-        column: (e.line() > 0).then_some(e.column()),
+        column: (e.line() > 0 && e.column() > 0).then_some(e.column()),
         field,
         message: json_message(e),
     };
@@ -236,7 +236,7 @@ fn check_line(
 /// chrono says only "input is out of range" for 2026-02-30: show the value.
 fn date_message(text: &str, path: &serde_path_to_error::Path, message: &str) -> Option<String> {
     use serde_path_to_error::Segment;
-    match path.iter().last()? {
+    match path.iter().next_back()? {
         Segment::Map { key } if key == "next_charge" || key == "valid_until" => {}
         _ => return None,
     }
@@ -337,7 +337,10 @@ mod tests {
     #[test]
     fn data_accounts_trailing_garbage_refused() {
         let e = parse(&format!("{LINE} {LINE}\n")).unwrap_err().to_string();
-        assert!(e.starts_with("a.jsonl:1:") && e.contains("trailing characters"), "{e}");
+        assert!(
+            e.starts_with("a.jsonl:1:") && e.contains("trailing characters"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -351,6 +354,9 @@ mod tests {
     #[test]
     fn data_accounts_msisdn_key_distinguishes_leading_zeros() {
         assert_ne!(msisdn_key("0123456"), msisdn_key("00123456"));
-        assert_eq!(msisdn_key("999999999999999"), (15 << 50) | 999_999_999_999_999);
+        assert_eq!(
+            msisdn_key("999999999999999"),
+            (15 << 50) | 999_999_999_999_999
+        );
     }
 }

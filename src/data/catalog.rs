@@ -22,7 +22,9 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use super::{json_message, number_hint, path_string, DataError, Problem, MAX_REPORTED};
+use super::{
+    json_message, number_hint, path_string, segments_string, DataError, Problem, MAX_REPORTED,
+};
 use crate::engine::model::{money, Catalog};
 
 /// The catalog's file format.
@@ -46,7 +48,12 @@ impl CatalogFormat {
     /// A document whose first non-blank character is `{` is JSON; anything
     /// else is read as TOML.
     pub fn sniff(text: &str) -> Self {
-        match text.trim_start_matches('\u{feff}').trim_start().chars().next() {
+        match text
+            .trim_start_matches('\u{feff}')
+            .trim_start()
+            .chars()
+            .next()
+        {
             Some('{') => CatalogFormat::Json,
             _ => CatalogFormat::Toml,
         }
@@ -97,7 +104,7 @@ fn from_json(file: &str, text: &str) -> Result<Catalog, DataError> {
         DataError::Invalid(Problem {
             file: file.to_string(),
             line: (e.line() > 0).then_some(e.line()),
-            column: (e.line() > 0).then_some(e.column()),
+            column: (e.line() > 0 && e.column() > 0).then_some(e.column()),
             field,
             message: json_message(e),
         })
@@ -123,6 +130,26 @@ fn from_json(file: &str, text: &str) -> Result<Catalog, DataError> {
 }
 
 fn from_toml(file: &str, text: &str) -> Result<Catalog, DataError> {
+    let located = |field: Option<String>, e: &toml::de::Error, syntax: bool| {
+        let (line, column) = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        DataError::Invalid(Problem {
+            file: file.to_string(),
+            line,
+            column,
+            field,
+            message: toml_message(e, syntax),
+        })
+    };
+    // Syntax first, so that a type error is never mistaken for one.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(located(None, &e, true));
+    }
     match serde_path_to_error::deserialize::<_, Catalog>(toml::Deserializer::new(text)) {
         Ok(catalog) => Ok(catalog),
         Err(e) => {
@@ -135,22 +162,24 @@ fn from_toml(file: &str, text: &str) -> Result<Catalog, DataError> {
                 ))
             };
             let field = describe_path(e.path(), ids);
-            let inner = e.inner();
-            let (line, column) = match inner.span() {
-                Some(span) => {
-                    let (l, c) = line_col(text, span.start);
-                    (Some(l), Some(c))
-                }
-                None => (None, None),
-            };
-            Err(DataError::Invalid(Problem {
-                file: file.to_string(),
-                line,
-                column,
-                field,
-                message: number_hint(inner.message().trim().to_string()),
-            }))
+            Err(located(field, e.inner(), false))
         }
+    }
+}
+
+/// The toml message on one line; syntax errors say so.
+fn toml_message(e: &toml::de::Error, syntax: bool) -> String {
+    let msg = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if syntax {
+        format!("malformed TOML: {msg}")
+    } else {
+        number_hint(msg)
     }
 }
 
@@ -186,18 +215,7 @@ fn describe_path(
         if key == "plans" {
             let ids = ids(*index);
             let label = plan_label(*index, ids.as_ref().map(|(i, v)| (i.as_str(), v.as_str())));
-            let mut tail = String::new();
-            for segment in rest {
-                match segment {
-                    Segment::Seq { index } => tail.push_str(&format!("[{index}]")),
-                    other => {
-                        if !tail.is_empty() {
-                            tail.push('.');
-                        }
-                        tail.push_str(&other.to_string());
-                    }
-                }
-            }
+            let tail = segments_string(rest.iter().copied());
             return Some(if tail.is_empty() {
                 label
             } else {
@@ -248,7 +266,11 @@ fn validate(file: &str, catalog: &Catalog) -> Result<(), DataError> {
     let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
     for (index, plan) in catalog.plans.iter().enumerate() {
         let label = plan_label(index, Some((&plan.id, &plan.version)));
-        for (key, value) in [("id", &plan.id), ("name", &plan.name), ("version", &plan.version)] {
+        for (key, value) in [
+            ("id", &plan.id),
+            ("name", &plan.name),
+            ("version", &plan.version),
+        ] {
             if value.trim().is_empty() {
                 add(format!("{label}: {key}"), "empty".into());
             }
@@ -329,7 +351,9 @@ mod tests {
 }"#;
 
     fn err(text: &str, format: CatalogFormat) -> String {
-        parse_catalog("c.json", text, format).unwrap_err().to_string()
+        parse_catalog("c.json", text, format)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -362,7 +386,10 @@ mod tests {
             .replace("\"19.00\"", "\"-19.00\"");
         let e = err(&text, CatalogFormat::Json);
         assert!(e.contains("2 problems"), "{e}");
-        assert!(e.contains("c.json: timezone: unknown time zone \"Europe/Moskow\""), "{e}");
+        assert!(
+            e.contains("c.json: timezone: unknown time zone \"Europe/Moskow\""),
+            "{e}"
+        );
         assert!(
             e.contains("c.json: plans[0] (id \"smart\" version \"2024\"): regions.moscow.daily_fee: negative amount \"-19.00\""),
             "{e}"
@@ -372,8 +399,14 @@ mod tests {
     #[test]
     fn data_catalog_sniff_and_extension() {
         assert_eq!(CatalogFormat::sniff("  {\"a\":1}"), CatalogFormat::Json);
-        assert_eq!(CatalogFormat::sniff("currency = \"RUB\""), CatalogFormat::Toml);
-        assert_eq!(CatalogFormat::from_path(Path::new("x/c.TOML")), Some(CatalogFormat::Toml));
+        assert_eq!(
+            CatalogFormat::sniff("currency = \"RUB\""),
+            CatalogFormat::Toml
+        );
+        assert_eq!(
+            CatalogFormat::from_path(Path::new("x/c.TOML")),
+            Some(CatalogFormat::Toml)
+        );
         assert_eq!(CatalogFormat::from_path(Path::new("c.cat")), None);
     }
 
@@ -381,12 +414,24 @@ mod tests {
     fn data_catalog_toml_roundtrip_and_error_position() {
         let c = parse_catalog("c.json", GOOD, CatalogFormat::Json).unwrap();
         let text = toml::to_string(&c).unwrap();
-        assert_eq!(parse_catalog("c.toml", &text, CatalogFormat::Toml).unwrap(), c);
+        assert_eq!(
+            parse_catalog("c.toml", &text, CatalogFormat::Toml).unwrap(),
+            c
+        );
         let bad = text.replace("\"2.00\"", "2.0");
-        let e = parse_catalog("c.toml", &bad, CatalogFormat::Toml).unwrap_err().to_string();
-        let line = bad.lines().position(|l| l.contains("minute = 2.0")).unwrap() + 1;
+        let e = parse_catalog("c.toml", &bad, CatalogFormat::Toml)
+            .unwrap_err()
+            .to_string();
+        let line = bad
+            .lines()
+            .position(|l| l.contains("minute = 2.0"))
+            .unwrap()
+            + 1;
         assert!(e.starts_with(&format!("c.toml:{line}:")), "{e}\n{bad}");
-        assert!(e.contains("plans[0] (id \"smart\" version \"2024\"): overage.minute"), "{e}");
+        assert!(
+            e.contains("plans[0] (id \"smart\" version \"2024\"): overage.minute"),
+            "{e}"
+        );
         assert!(e.contains("never numbers"), "{e}");
     }
 }

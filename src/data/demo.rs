@@ -95,22 +95,78 @@ const fn profile(name: &'static str, outcome: Outcome, what: &'static str) -> De
 
 /// The profiles, by `i % 16`.
 pub const DEMO_PROFILES: [DemoProfile; 16] = [
-    profile("renewable", Outcome::Renewed, "monthly, balance well above the fee, at home"),
-    profile("exact_balance", Outcome::Renewed, "balance exactly the monthly fee, in national roaming"),
-    profile("insufficient_funds", Outcome::InsufficientFunds, "balance below the monthly fee"),
-    profile("blocked_financial", Outcome::Blocked, "financial block, daily billing, balance below the daily fee"),
+    profile(
+        "renewable",
+        Outcome::Renewed,
+        "monthly, balance well above the fee, at home",
+    ),
+    profile(
+        "exact_balance",
+        Outcome::Renewed,
+        "balance exactly the monthly fee, in national roaming",
+    ),
+    profile(
+        "insufficient_funds",
+        Outcome::InsufficientFunds,
+        "balance below the monthly fee",
+    ),
+    profile(
+        "blocked_financial",
+        Outcome::Blocked,
+        "financial block, daily billing, balance below the daily fee",
+    ),
     profile("blocked_voluntary", Outcome::Blocked, "voluntary block"),
     profile("blocked_lost_sim", Outcome::Blocked, "lost-SIM block"),
-    profile("blocked_fraud_other", Outcome::Blocked, "fraud and other blocks"),
-    profile("unpaid_after_unblock", Outcome::UnpaidPeriod, "left a block; the fee is charged tonight"),
-    profile("plan_not_eligible", Outcome::NoService, "plan without renewal (Супер МТС, Классический)"),
-    profile("region_not_offered", Outcome::NoService, "plan not offered in the account's region"),
-    profile("no_package_service", Outcome::NoService, "no \"package\" service on the number"),
-    profile("daily_billing", Outcome::DailyBilling, "daily billing, balance between the daily and monthly fee"),
-    profile("full_discount", Outcome::FullDiscount, "100% discount on the monthly fee"),
-    profile("discount_33", Outcome::Renewed, "33% discount, balance covers the discounted fee"),
-    profile("saved_package", Outcome::Renewed, "saved package from an earlier renewal"),
-    profile("archived_roaming", Outcome::Renewed, "archived plan version, in international roaming"),
+    profile(
+        "blocked_fraud_other",
+        Outcome::Blocked,
+        "fraud and other blocks",
+    ),
+    profile(
+        "unpaid_after_unblock",
+        Outcome::UnpaidPeriod,
+        "left a block; the fee is charged tonight",
+    ),
+    profile(
+        "plan_not_eligible",
+        Outcome::NoService,
+        "plan without renewal (Супер МТС, Классический)",
+    ),
+    profile(
+        "region_not_offered",
+        Outcome::NoService,
+        "plan not offered in the account's region",
+    ),
+    profile(
+        "no_package_service",
+        Outcome::NoService,
+        "no \"package\" service on the number",
+    ),
+    profile(
+        "daily_billing",
+        Outcome::DailyBilling,
+        "daily billing, balance between the daily and monthly fee",
+    ),
+    profile(
+        "full_discount",
+        Outcome::FullDiscount,
+        "100% discount on the monthly fee",
+    ),
+    profile(
+        "discount_33",
+        Outcome::Renewed,
+        "33% discount, balance covers the discounted fee",
+    ),
+    profile(
+        "saved_package",
+        Outcome::Renewed,
+        "saved package from an earlier renewal",
+    ),
+    profile(
+        "archived_roaming",
+        Outcome::Renewed,
+        "archived plan version, in international roaming",
+    ),
 ];
 
 /// The profile name of account `i` (see the module table).
@@ -267,8 +323,16 @@ fn pools() -> &'static Pools {
                 pool.push(offer);
             }
         }
-        for pool in [&pools.current, &pools.archived, &pools.ineligible, &pools.unoffered] {
-            assert!(!pool.is_empty(), "the demo catalog lacks a kind of plan the demo needs");
+        for pool in [
+            &pools.current,
+            &pools.archived,
+            &pools.ineligible,
+            &pools.unoffered,
+        ] {
+            assert!(
+                !pool.is_empty(),
+                "the demo catalog lacks a kind of plan the demo needs"
+            );
         }
         pools
     })
@@ -420,9 +484,18 @@ mod tests {
         assert_eq!(next_anchor_after(d("2026-01-30"), 31), d("2026-01-31"));
         assert_eq!(next_anchor_after(d("2028-02-10"), 30), d("2028-02-29"));
         assert_eq!(next_anchor_after(d("2026-12-15"), 5), d("2027-01-05"));
-        assert_eq!(last_anchor_on_or_before(d("2026-03-15"), 31), d("2026-02-28"));
-        assert_eq!(last_anchor_on_or_before(d("2026-03-15"), 15), d("2026-03-15"));
-        assert_eq!(last_anchor_on_or_before(d("2026-01-03"), 5), d("2025-12-05"));
+        assert_eq!(
+            last_anchor_on_or_before(d("2026-03-15"), 31),
+            d("2026-02-28")
+        );
+        assert_eq!(
+            last_anchor_on_or_before(d("2026-03-15"), 15),
+            d("2026-03-15")
+        );
+        assert_eq!(
+            last_anchor_on_or_before(d("2026-01-03"), 5),
+            d("2025-12-05")
+        );
     }
 
     #[test]

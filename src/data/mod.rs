@@ -143,7 +143,12 @@ pub(crate) fn json_message(e: &serde_json::Error) -> String {
     let full = e.to_string();
     let tail = format!(" at line {} column {}", e.line(), e.column());
     let msg = full.strip_suffix(&tail).unwrap_or(&full).to_string();
-    number_hint(msg)
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("malformed JSON: {msg}")
+        }
+        _ => number_hint(msg),
+    }
 }
 
 /// Money and `discount_pct` are strings; a JSON/TOML number there is the
@@ -162,9 +167,30 @@ pub(crate) fn number_hint(msg: String) -> String {
 }
 
 /// A serde_path_to_error path as `a.b[3].c`, or None at the root.
+/// Segments serde could not name (inside malformed input) are left out.
 pub(crate) fn path_string(path: &serde_path_to_error::Path) -> Option<String> {
-    let s = path.to_string();
-    (s != "." && !s.is_empty()).then_some(s)
+    let s = segments_string(path.iter());
+    (!s.is_empty()).then_some(s)
+}
+
+pub(crate) fn segments_string<'a>(
+    segments: impl IntoIterator<Item = &'a serde_path_to_error::Segment>,
+) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -184,13 +210,23 @@ mod tests {
     #[test]
     fn data_problem_display_forms() {
         assert_eq!(p(None, None, None).to_string(), "a.jsonl: bad");
-        assert_eq!(p(Some(3), None, Some("balance")).to_string(), "a.jsonl:3: balance: bad");
-        assert_eq!(p(Some(3), Some(9), Some("x")).to_string(), "a.jsonl:3:9: x: bad");
+        assert_eq!(
+            p(Some(3), None, Some("balance")).to_string(),
+            "a.jsonl:3: balance: bad"
+        );
+        assert_eq!(
+            p(Some(3), Some(9), Some("x")).to_string(),
+            "a.jsonl:3:9: x: bad"
+        );
     }
 
     #[test]
     fn data_many_is_one_line_per_problem() {
-        let e = DataError::from_problems("a.jsonl", vec![p(Some(1), None, None), p(Some(2), None, None)], false);
+        let e = DataError::from_problems(
+            "a.jsonl",
+            vec![p(Some(1), None, None), p(Some(2), None, None)],
+            false,
+        );
         let text = e.to_string();
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(text.starts_with("a.jsonl: refused, nothing loaded; 2 problems:"));

@@ -12,10 +12,7 @@ use chrono::{Datelike, Months, NaiveDate};
 /// day when the month is shorter.
 pub fn anchor_date(year: i32, month: u32, anchor_day: u32) -> Option<NaiveDate> {
     let first = NaiveDate::from_ymd_opt(year, month, 1)?;
-    let last = first
-        .checked_add_months(Months::new(1))?
-        .pred_opt()?
-        .day();
+    let last = first.checked_add_months(Months::new(1))?.pred_opt()?.day();
     NaiveDate::from_ymd_opt(year, month, anchor_day.clamp(1, 31).min(last))
 }
 
@@ -88,8 +85,17 @@ mod tests {
 
     #[test]
     fn anchor_on_or_before_is_period_start() {
-        assert_eq!(anchor_on_or_before(d("2026-12-07"), 5), Some(d("2026-12-05")));
-        assert_eq!(anchor_on_or_before(d("2026-12-04"), 5), Some(d("2026-11-05")));
-        assert_eq!(anchor_on_or_before(d("2026-03-01"), 31), Some(d("2026-02-28")));
+        assert_eq!(
+            anchor_on_or_before(d("2026-12-07"), 5),
+            Some(d("2026-12-05"))
+        );
+        assert_eq!(
+            anchor_on_or_before(d("2026-12-04"), 5),
+            Some(d("2026-11-05"))
+        );
+        assert_eq!(
+            anchor_on_or_before(d("2026-03-01"), 31),
+            Some(d("2026-02-28"))
+        );
     }
 }

@@ -48,18 +48,41 @@ pub enum Command {
         dedup_key: Option<String>,
     },
     /// A USSD string that is not a configured code (C3).
-    UnknownCommand { channel: Channel, request: String },
-    Usage { kind: UsageKind, amount: u64 },
-    TopUp { amount: Decimal },
-    Block { kind: BlockKind },
+    UnknownCommand {
+        channel: Channel,
+        request: String,
+    },
+    Usage {
+        kind: UsageKind,
+        amount: u64,
+    },
+    TopUp {
+        amount: Decimal,
+    },
+    Block {
+        kind: BlockKind,
+    },
     /// Lift one kind of block, or all of them with `None`.
-    Unblock { kind: Option<BlockKind> },
-    SetDiscount { pct: Decimal },
-    ChangePlan { plan: String, version: String },
-    AddService { service: String },
-    RemoveService { service: String },
+    Unblock {
+        kind: Option<BlockKind>,
+    },
+    SetDiscount {
+        pct: Decimal,
+    },
+    ChangePlan {
+        plan: String,
+        version: String,
+    },
+    AddService {
+        service: String,
+    },
+    RemoveService {
+        service: String,
+    },
     /// The nightly run for local date `date` (N1–N4).
-    Nightly { date: NaiveDate },
+    Nightly {
+        date: NaiveDate,
+    },
 }
 
 impl Command {
@@ -234,7 +257,9 @@ impl Engine {
                 Ok(Applied {
                     state: state.cloned(),
                     changed: false,
-                    effects: vec![self.journal(now, *channel, msisdn, request, outcome, &reply, false)],
+                    effects: vec![
+                        self.journal(now, *channel, msisdn, request, outcome, &reply, false)
+                    ],
                     outcome,
                     reply,
                 })
@@ -607,10 +632,7 @@ impl Engine {
             UsageKind::Sms => "SMS",
             UsageKind::DataMb => "МБ",
         };
-        let description = format!(
-            "Сверх пакета: {left} {unit} × {} руб.",
-            money::format(rate)
-        );
+        let description = format!("Сверх пакета: {left} {unit} × {} руб.", money::format(rate));
         effects.push(self.statement(
             now,
             &st.account,

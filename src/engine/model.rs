@@ -357,7 +357,9 @@ pub mod money {
             && s.bytes()
                 .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
             && s.matches('.').count() <= 1
-            && s.split('.').nth(1).is_none_or(|f| !f.is_empty() && f.len() <= 2);
+            && s.split('.')
+                .nth(1)
+                .is_none_or(|f| !f.is_empty() && f.len() <= 2);
         if !ok {
             return Err(format!("bad money string {s:?} (expected like \"550.00\")"));
         }

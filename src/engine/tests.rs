@@ -172,20 +172,72 @@ type Setup = fn(&mut Account);
 #[test]
 fn r1_to_r6_refusals_table() {
     let rows: &[(&str, Setup, Outcome)] = &[
-        ("financial block", |a| a.blocks = vec![BlockKind::Financial], Outcome::Blocked),
-        ("voluntary block", |a| a.blocks = vec![BlockKind::Voluntary], Outcome::Blocked),
-        ("lost SIM", |a| a.blocks = vec![BlockKind::LostSim], Outcome::Blocked),
-        ("fraud", |a| a.blocks = vec![BlockKind::Fraud], Outcome::Blocked),
-        ("other block", |a| a.blocks = vec![BlockKind::Other], Outcome::Blocked),
+        (
+            "financial block",
+            |a| a.blocks = vec![BlockKind::Financial],
+            Outcome::Blocked,
+        ),
+        (
+            "voluntary block",
+            |a| a.blocks = vec![BlockKind::Voluntary],
+            Outcome::Blocked,
+        ),
+        (
+            "lost SIM",
+            |a| a.blocks = vec![BlockKind::LostSim],
+            Outcome::Blocked,
+        ),
+        (
+            "fraud",
+            |a| a.blocks = vec![BlockKind::Fraud],
+            Outcome::Blocked,
+        ),
+        (
+            "other block",
+            |a| a.blocks = vec![BlockKind::Other],
+            Outcome::Blocked,
+        ),
         ("unpaid period", |a| a.unpaid = true, Outcome::UnpaidPeriod),
-        ("plan not eligible", |a| a.plan = "super_mts".into(), Outcome::NoService),
-        ("region not offered", |a| a.region = "spb_oblast".into(), Outcome::NoService),
-        ("no package service", |a| a.services.clear(), Outcome::NoService),
-        ("daily billing", |a| a.billing = Billing::Daily, Outcome::DailyBilling),
-        ("100% discount", |a| a.discount_pct = dec("100"), Outcome::FullDiscount),
-        ("fee is zero", |a| a.region = "free".into(), Outcome::FullDiscount),
-        ("one kopeck short", |a| a.balance = dec("549.99"), Outcome::InsufficientFunds),
-        ("negative balance", |a| a.balance = dec("-3.00"), Outcome::InsufficientFunds),
+        (
+            "plan not eligible",
+            |a| a.plan = "super_mts".into(),
+            Outcome::NoService,
+        ),
+        (
+            "region not offered",
+            |a| a.region = "spb_oblast".into(),
+            Outcome::NoService,
+        ),
+        (
+            "no package service",
+            |a| a.services.clear(),
+            Outcome::NoService,
+        ),
+        (
+            "daily billing",
+            |a| a.billing = Billing::Daily,
+            Outcome::DailyBilling,
+        ),
+        (
+            "100% discount",
+            |a| a.discount_pct = dec("100"),
+            Outcome::FullDiscount,
+        ),
+        (
+            "fee is zero",
+            |a| a.region = "free".into(),
+            Outcome::FullDiscount,
+        ),
+        (
+            "one kopeck short",
+            |a| a.balance = dec("549.99"),
+            Outcome::InsufficientFunds,
+        ),
+        (
+            "negative balance",
+            |a| a.balance = dec("-3.00"),
+            Outcome::InsufficientFunds,
+        ),
     ];
     let e = engine();
     for (name, setup, want) in rows {
@@ -194,7 +246,10 @@ fn r1_to_r6_refusals_table() {
         let a = run(&e, &st, renew(Channel::Ussd), NOW);
         assert_eq!(a.outcome, *want, "{name}");
         assert!(!a.changed, "{name}: a refusal must not change the account");
-        assert!(statements(&a).is_empty(), "{name}: a refusal charges nothing");
+        assert!(
+            statements(&a).is_empty(),
+            "{name}: a refusal charges nothing"
+        );
         assert!(notices(&a).is_empty(), "{name}");
         assert_eq!(journal(&a)[0].outcome, *want, "{name}: journaled (G5)");
         assert!(!a.reply.is_empty(), "{name}");
@@ -225,7 +280,10 @@ fn refusal_precedence_is_r1_through_r6() {
         assert_eq!(run(&e, &st, renew(Channel::Ussd), NOW).outcome, want);
         fix(&mut st.account);
     }
-    assert_eq!(run(&e, &st, renew(Channel::Ussd), NOW).outcome, Outcome::Renewed);
+    assert_eq!(
+        run(&e, &st, renew(Channel::Ussd), NOW).outcome,
+        Outcome::Renewed
+    );
 }
 
 #[test]
@@ -271,8 +329,8 @@ fn step1_fee_with_discount_rounds_half_away_from_zero_once() {
         ("moscow", "33", "368.50"),
         ("moscow", "0", "550.00"),
         ("moscow", "12.5", "481.25"),
-        ("ekb", "50", "50.01"),  // 50.005 → 50.01
-        ("ekb", "0.5", "99.51"), // 99.51005 → 99.51
+        ("ekb", "50", "50.01"),      // 50.005 → 50.01
+        ("ekb", "0.5", "99.51"),     // 99.51005 → 99.51
         ("spb", "33.333", "333.34"), // 333.335 → 333.34
     ];
     let e = engine();
@@ -296,12 +354,32 @@ fn step1_fee_with_discount_rounds_half_away_from_zero_once() {
 fn step2_period_shift_on_month_ends() {
     // (renew at, next charge, the regular charges that follow)
     let rows = [
-        ("2027-01-31T12:00:00+03:00", "2027-02-28", ["2027-03-31", "2027-04-30"]),
-        ("2028-01-31T12:00:00+03:00", "2028-02-29", ["2028-03-31", "2028-04-30"]),
-        ("2028-02-29T12:00:00+03:00", "2028-03-29", ["2028-04-29", "2028-05-29"]),
-        ("2026-12-31T12:00:00+03:00", "2027-01-31", ["2027-02-28", "2027-03-31"]),
+        (
+            "2027-01-31T12:00:00+03:00",
+            "2027-02-28",
+            ["2027-03-31", "2027-04-30"],
+        ),
+        (
+            "2028-01-31T12:00:00+03:00",
+            "2028-02-29",
+            ["2028-03-31", "2028-04-30"],
+        ),
+        (
+            "2028-02-29T12:00:00+03:00",
+            "2028-03-29",
+            ["2028-04-29", "2028-05-29"],
+        ),
+        (
+            "2026-12-31T12:00:00+03:00",
+            "2027-01-31",
+            ["2027-02-28", "2027-03-31"],
+        ),
         // 23:30 UTC on Dec 31 is already Jan 1 in Moscow.
-        ("2026-12-31T23:30:00+00:00", "2027-02-01", ["2027-03-01", "2027-04-01"]),
+        (
+            "2026-12-31T23:30:00+00:00",
+            "2027-02-01",
+            ["2027-03-01", "2027-04-01"],
+        ),
     ];
     let e = engine();
     for (when, next, later) in rows {
@@ -311,7 +389,11 @@ fn step2_period_shift_on_month_ends() {
         let mut st = a.state.unwrap();
         assert_eq!(st.account.next_charge, date(next), "{when}");
         let first = run(&e, &account(), renew(Channel::Ussd), when);
-        assert_eq!(statements(&first)[0].period_to, date(next).pred_opt(), "{when}");
+        assert_eq!(
+            statements(&first)[0].period_to,
+            date(next).pred_opt(),
+            "{when}"
+        );
         // The nightly runs on each charge date keep the anchor.
         for want in later {
             let charge_day = st.account.next_charge;
@@ -377,7 +459,10 @@ fn step5_statement_line() {
     let s = statements(&a);
     assert_eq!(s.len(), 1);
     let s = s[0];
-    assert_eq!(s.description, "Списание ежемесячной платы по Тарифному плану");
+    assert_eq!(
+        s.description,
+        "Списание ежемесячной платы по Тарифному плану"
+    );
     assert_eq!(s.kind, StatementKind::MonthlyFee);
     assert_eq!(s.amount, dec("-550.00"));
     assert_eq!(s.balance_after, dec("450.00"));
@@ -395,8 +480,19 @@ fn step6_ussd_queues_one_confirmation_sms_and_sms_answers_with_it() {
     let n = notices(&ussd);
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].msisdn, MSISDN);
-    for detail in ["550.00", "22.12.2026", "120 мин", "300 SMS", "2048 МБ", "450.00"] {
-        assert!(n[0].text.contains(detail), "{detail} missing in {}", n[0].text);
+    for detail in [
+        "550.00",
+        "22.12.2026",
+        "120 мин",
+        "300 SMS",
+        "2048 МБ",
+        "450.00",
+    ] {
+        assert!(
+            n[0].text.contains(detail),
+            "{detail} missing in {}",
+            n[0].text
+        );
     }
     assert_ne!(ussd.reply, n[0].text, "USSD gets the short answer");
 
@@ -487,9 +583,19 @@ fn u2_saved_stops_counting_on_its_valid_until_date() {
         data_mb: 0,
         valid_until: date("2026-12-05"),
     });
-    let before = run(&e, &st, usage(UsageKind::Minutes, 1), "2026-12-04T23:59:00+03:00");
+    let before = run(
+        &e,
+        &st,
+        usage(UsageKind::Minutes, 1),
+        "2026-12-04T23:59:00+03:00",
+    );
     assert_eq!(before.state.unwrap().account.saved.unwrap().minutes, 99);
-    let on = run(&e, &st, usage(UsageKind::Minutes, 1), "2026-12-05T00:01:00+03:00");
+    let on = run(
+        &e,
+        &st,
+        usage(UsageKind::Minutes, 1),
+        "2026-12-05T00:01:00+03:00",
+    );
     let s = on.state.unwrap();
     assert_eq!(s.account.saved, None, "expired on its date");
     assert_eq!(s.account.main.minutes, 119);
@@ -570,7 +676,11 @@ fn n1_short_of_monthly_goes_daily_and_short_of_daily_blocks() {
         assert_eq!(s.account.blocks.contains(&BlockKind::Financial), blocked);
         // …and a renewal is now refused for daily billing or the block.
         let r = run(&e, &s, renew(Channel::Ussd), "2026-12-05T12:00:00+03:00");
-        let want = if blocked { Outcome::Blocked } else { Outcome::DailyBilling };
+        let want = if blocked {
+            Outcome::Blocked
+        } else {
+            Outcome::DailyBilling
+        };
         assert_eq!(r.outcome, want);
     }
 }
@@ -617,7 +727,9 @@ fn n3_unpaid_period_after_unblock_ends_with_the_nightly_charge() {
     let mut st = account();
     st.account.blocks = vec![BlockKind::Voluntary];
     st.account.next_charge = date("2026-11-05"); // ran out while blocked
-    let un = run(&e, &st, Command::Unblock { kind: None }, NOW).state.unwrap();
+    let un = run(&e, &st, Command::Unblock { kind: None }, NOW)
+        .state
+        .unwrap();
     assert!(un.account.unpaid);
     assert_eq!(
         run(&e, &un, renew(Channel::Ussd), NOW).outcome,
@@ -641,11 +753,21 @@ fn n3_short_block_inside_a_paid_period_is_not_unpaid() {
     let e = engine();
     let mut st = account();
     st.account.blocks = vec![BlockKind::LostSim];
-    let un = run(&e, &st, Command::Unblock { kind: Some(BlockKind::LostSim) }, NOW)
-        .state
-        .unwrap();
+    let un = run(
+        &e,
+        &st,
+        Command::Unblock {
+            kind: Some(BlockKind::LostSim),
+        },
+        NOW,
+    )
+    .state
+    .unwrap();
     assert!(!un.account.unpaid);
-    assert_eq!(run(&e, &un, renew(Channel::Ussd), NOW).outcome, Outcome::Renewed);
+    assert_eq!(
+        run(&e, &un, renew(Channel::Ussd), NOW).outcome,
+        Outcome::Renewed
+    );
 }
 
 #[test]
@@ -656,7 +778,10 @@ fn n4_running_a_date_twice_changes_nothing() {
         st.account.billing = billing;
         st.account.balance = dec("300.00");
         let once = run(&e, &st, nightly("2026-12-05"), NIGHT);
-        assert!(!statements(&once).is_empty(), "{billing:?}: first run charges");
+        assert!(
+            !statements(&once).is_empty(),
+            "{billing:?}: first run charges"
+        );
         let s1 = once.state.unwrap();
         let twice = run(&e, &s1, nightly("2026-12-05"), "2026-12-05T09:00:00+03:00");
         assert!(!twice.changed, "{billing:?}");
@@ -690,7 +815,12 @@ fn g4_retransmission_gets_the_original_answer_and_no_second_charge() {
     let e = engine();
     let first = run(&e, &account(), keyed("ussd|79161234567|*929#|17"), NOW);
     let st = first.state.clone().unwrap();
-    let again = run(&e, &st, keyed("ussd|79161234567|*929#|17"), "2026-11-22T10:00:59+03:00");
+    let again = run(
+        &e,
+        &st,
+        keyed("ussd|79161234567|*929#|17"),
+        "2026-11-22T10:00:59+03:00",
+    );
     assert_eq!(again.outcome, Outcome::Renewed);
     assert_eq!(again.reply, first.reply);
     assert!(statements(&again).is_empty(), "not charged again");
@@ -699,9 +829,19 @@ fn g4_retransmission_gets_the_original_answer_and_no_second_charge() {
     assert_eq!(again.state.unwrap().account.balance, dec("450.00"));
 
     // Outside the window, or with another session, it is a new request.
-    let later = run(&e, &st, keyed("ussd|79161234567|*929#|17"), "2026-11-22T10:01:01+03:00");
+    let later = run(
+        &e,
+        &st,
+        keyed("ussd|79161234567|*929#|17"),
+        "2026-11-22T10:01:01+03:00",
+    );
     assert_eq!(later.outcome, Outcome::InsufficientFunds);
-    let other = run(&e, &st, keyed("ussd|79161234567|*929#|18"), "2026-11-22T10:00:30+03:00");
+    let other = run(
+        &e,
+        &st,
+        keyed("ussd|79161234567|*929#|18"),
+        "2026-11-22T10:00:30+03:00",
+    );
     assert_eq!(other.outcome, Outcome::InsufficientFunds);
 }
 
@@ -727,7 +867,9 @@ fn operator_errors_are_errors_not_outcomes() {
     let bad = [
         Command::SetDiscount { pct: dec("101") },
         Command::TopUp { amount: dec("0") },
-        Command::TopUp { amount: dec("1.005") },
+        Command::TopUp {
+            amount: dec("1.005"),
+        },
         Command::ChangePlan {
             plan: "nope".into(),
             version: "1".into(),
@@ -794,7 +936,9 @@ fn drive(ops: &[Op]) -> (Vec<(Outcome, String, Vec<Effect>)>, AccountState) {
                 kind: BlockKind::Voluntary,
             },
             Op::Unblock => Command::Unblock { kind: None },
-            Op::Discount(p) => Command::SetDiscount { pct: Decimal::from(*p) },
+            Op::Discount(p) => Command::SetDiscount {
+                pct: Decimal::from(*p),
+            },
             Op::Nightly => Command::Nightly {
                 date: e.local_date(now),
             },

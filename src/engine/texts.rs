@@ -32,8 +32,8 @@ pub struct Texts {
 impl Default for Texts {
     fn default() -> Self {
         Texts {
-            renewed_ussd: "Пакет обновлён: -{fee} руб., следующее списание {next_charge}. Детали в SMS"
-                .into(),
+            renewed_ussd:
+                "Пакет обновлён: -{fee} руб., следующее списание {next_charge}. Детали в SMS".into(),
             renewed_sms: "«Обнови пакет»: списано {fee} руб. за период {period_from}-{period_to}. \
                           Следующее списание {next_charge}.{saved} Баланс {balance} руб."
                 .into(),

@@ -382,7 +382,10 @@ fn outbox_ids_increase_and_dequeue_removes(f: Fixture) {
         ])
         .unwrap();
     assert!(c4.enqueued[0] > c3.enqueued[0]);
-    assert_eq!(s.outbox(10).unwrap(), vec![(c4.enqueued[0], notice("5", "e"))]);
+    assert_eq!(
+        s.outbox(10).unwrap(),
+        vec![(c4.enqueued[0], notice("5", "e"))]
+    );
 }
 
 fn accounts_after_paginates_in_msisdn_order(f: Fixture) {
@@ -422,7 +425,11 @@ fn accounts_after_paginates_in_msisdn_order(f: Fixture) {
     assert!(s.accounts_after(None, 0).unwrap().is_empty());
     // `after` need not be an existing key.
     let from = s.accounts_after(Some("790"), 3).unwrap();
-    let want: Vec<&String> = sorted.iter().filter(|m| m.as_str() > "790").take(3).collect();
+    let want: Vec<&String> = sorted
+        .iter()
+        .filter(|m| m.as_str() > "790")
+        .take(3)
+        .collect();
     assert_eq!(
         from.iter().map(|a| &a.account.msisdn).collect::<Vec<_>>(),
         want
@@ -486,7 +493,7 @@ fn fill(s: &dyn Store) -> Vec<u64> {
             .commit(vec![
                 Write::PutAccount(account(&m, 1_000 + i)),
                 Write::Journal(journal(&m, "*929#")),
-                Write::Statement(statement(&m, -550_00, 450_00)),
+                Write::Statement(statement(&m, -55_000, 45_000)),
                 Write::Enqueue(notice(&m, "renewed")),
                 Write::PutCatalog(catalog(&format!("v{i}"))),
             ])
@@ -744,7 +751,7 @@ macro_rules! disk_suite {
 
             proptest! {
                 #![proptest_config(ProptestConfig {
-                    cases: 24,
+                    cases: 16,
                     max_shrink_iters: 200,
                     ..ProptestConfig::default()
                 })]
@@ -769,4 +776,29 @@ mod sled_backend {
     use super::*;
     conformance!(common, Some(StoreKind::Sled));
     disk_suite!(disk, StoreKind::Sled);
+}
+
+#[test]
+fn store_kind_parses_and_defaults_to_redb() {
+    assert_eq!(StoreKind::default(), StoreKind::Redb);
+    assert_eq!("redb".parse::<StoreKind>(), Ok(StoreKind::Redb));
+    assert_eq!(" SLED ".parse::<StoreKind>(), Ok(StoreKind::Sled));
+    let e = "rocksdb".parse::<StoreKind>().unwrap_err();
+    assert!(e.contains("rocksdb") && e.contains("redb"), "{e}");
+    for k in [StoreKind::Redb, StoreKind::Sled] {
+        assert_eq!(k.to_string().parse::<StoreKind>(), Ok(k));
+    }
+}
+
+#[test]
+fn open_creates_missing_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for kind in [StoreKind::Redb, StoreKind::Sled] {
+        let path = dir.path().join(kind.name()).join("nested");
+        let s = open(kind, &path).expect("open");
+        assert_eq!(s.backend(), kind.name());
+        s.commit(vec![Write::PutAccount(account("7", 1))]).unwrap();
+        assert!(path.is_dir());
+    }
+    assert_eq!(MemoryStore::new().backend(), "memory");
 }

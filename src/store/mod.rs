@@ -129,8 +129,8 @@ pub fn open(
         StoreKind::Redb => std::sync::Arc::new(redb_store::RedbStore::open(
             dir.join(redb_store::FILE_NAME),
         )?),
-        StoreKind::Sled => std::sync::Arc::new(sled_store::SledStore::open(
-            dir.join(sled_store::DIR_NAME),
-        )?),
+        StoreKind::Sled => {
+            std::sync::Arc::new(sled_store::SledStore::open(dir.join(sled_store::DIR_NAME))?)
+        }
     })
 }

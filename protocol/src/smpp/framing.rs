@@ -55,7 +55,8 @@ pub struct Header {
 
 impl Header {
     fn parse(bytes: &[u8; HEADER_LEN]) -> Self {
-        let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let word =
+            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         Self {
             command_length: word(0),
             command_id: CommandId::from(word(4)),
@@ -89,17 +90,17 @@ pub struct FrameError {
 impl FrameError {
     /// What to send back: the command's `*_resp` for a known request that
     /// has one, `generic_nack` otherwise, with the PDU's sequence number and
-    /// the status from [`DecodeError`]. `None` for a broken `generic_nack`:
-    /// answering a nack with a nack could loop between two peers.
+    /// the status from [`DecodeError`]. `None` for a broken `generic_nack`
+    /// that left framing intact: answering a nack with a nack could loop
+    /// between two peers. A framing loss is always nacked (we close anyway).
     pub fn reply(&self) -> Option<Reply> {
         let id = self.header.command_id;
-        if id == CommandId::GenericNack {
+        let fatal = self.error.is_fatal();
+        if id == CommandId::GenericNack && !fatal {
             return None;
         }
-        let known_request = !self.error.is_fatal()
-            && !matches!(id, CommandId::Other(_))
-            && id.is_operation()
-            && has_response(id);
+        let known_request =
+            !fatal && !matches!(id, CommandId::Other(_)) && id.is_operation() && has_response(id);
         Some(Reply {
             command_id: if known_request {
                 id.matching_response()
@@ -284,7 +285,9 @@ fn decode_body(header: Header, body: &[u8]) -> Result<Frame, FrameError> {
             count: src.len(),
         });
     }
-    if let Some(bad) = tlvs_of(&pdu).find(|tlv| tlv_actual_len(tlv) != usize::from(tlv.value_length())) {
+    if let Some(bad) =
+        tlvs_of(&pdu).find(|tlv| tlv_actual_len(tlv) != usize::from(tlv.value_length()))
+    {
         return fail(DecodeError::InvalidTlvLength {
             command_id,
             tag: u16::from(bad.tag()),
@@ -347,7 +350,11 @@ fn is_bodyless(id: CommandId) -> bool {
 
 /// Operations that have a `*_resp` (outbind and alert_notification do not).
 pub(crate) fn has_response(id: CommandId) -> bool {
-    id.is_operation() && !matches!(id, CommandId::Outbind | CommandId::AlertNotification | CommandId::Other(_))
+    id.is_operation()
+        && !matches!(
+            id,
+            CommandId::Outbind | CommandId::AlertNotification | CommandId::Other(_)
+        )
 }
 
 /// Every TLV of a PDU, wherever rusmpp keeps it.
@@ -389,7 +396,9 @@ pub fn encode_pdu(
     pdu: &Pdu,
     pdu_len_max: u32,
 ) -> Result<Vec<u8>, EncodeError> {
-    if let Some(bad) = tlvs_of(pdu).find(|tlv| tlv_actual_len(tlv) != usize::from(tlv.value_length())) {
+    if let Some(bad) =
+        tlvs_of(pdu).find(|tlv| tlv_actual_len(tlv) != usize::from(tlv.value_length()))
+    {
         return Err(EncodeError::TlvLength {
             tag: u16::from(bad.tag()),
             len: tlv_actual_len(bad),
@@ -401,7 +410,13 @@ pub fn encode_pdu(
         _ => return Err(EncodeError::TooLong { len, pdu_len_max }),
     };
     let mut out = vec![0u8; len];
-    write_header(&mut out, command_length, pdu.command_id(), status, sequence_number);
+    write_header(
+        &mut out,
+        command_length,
+        pdu.command_id(),
+        status,
+        sequence_number,
+    );
     if let Some(body) = out.get_mut(HEADER_LEN..) {
         // `length()` sized the buffer from the same fields `encode` writes.
         pdu.encode(body);
@@ -411,9 +426,19 @@ pub fn encode_pdu(
 
 /// Encodes a 16-octet PDU without body (error responses, enquire_link,
 /// unbind, generic_nack, …).
-pub fn encode_header_only(command_id: CommandId, status: CommandStatus, sequence_number: u32) -> Vec<u8> {
+pub fn encode_header_only(
+    command_id: CommandId,
+    status: CommandStatus,
+    sequence_number: u32,
+) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_LEN];
-    write_header(&mut out, HEADER_LEN as u32, command_id, status, sequence_number);
+    write_header(
+        &mut out,
+        HEADER_LEN as u32,
+        command_id,
+        status,
+        sequence_number,
+    );
     out
 }
 
@@ -455,7 +480,10 @@ mod tests {
         bytes.extend(encode(8, &submit_sm("79161234567", "929", b"hi")));
         let mut framer = Framer::new(DEFAULT_PDU_LEN_MAX);
         let frames = all_frames(&mut framer, &bytes);
-        assert_eq!(ok_ids(&frames), vec![(CommandId::EnquireLink, 7), (CommandId::SubmitSm, 8)]);
+        assert_eq!(
+            ok_ids(&frames),
+            vec![(CommandId::EnquireLink, 7), (CommandId::SubmitSm, 8)]
+        );
         assert_eq!(framer.buffered_len(), 0);
     }
 
@@ -510,14 +538,56 @@ mod tests {
 
         let rows: Vec<(&str, Vec<u8>, CommandId, CommandStatus, u32)> = vec![
             // Cut inside sm_default_msg_id/sm_length/short_message: sm_length runs past the end.
-            ("submit_sm cut in short_message", truncated(3, &sm, 2), CommandId::SubmitSmResp, CommandStatus::EsmeRinvmsglen, 3),
+            (
+                "submit_sm cut in short_message",
+                truncated(3, &sm, 2),
+                CommandId::SubmitSmResp,
+                CommandStatus::EsmeRinvmsglen,
+                3,
+            ),
             // Cut inside the fixed integers after the addresses.
-            ("submit_sm cut in mandatory ints", truncated(4, &sm, 14), CommandId::SubmitSmResp, CommandStatus::EsmeRinvcmdlen, 4),
-            ("submit_sm_resp cut in message_id", truncated(5, &resp, 1), CommandId::GenericNack, CommandStatus::EsmeRinvmsgid, 5),
-            ("bind_transmitter with trailing bytes", bind_extra, CommandId::BindTransmitterResp, CommandStatus::EsmeRinvcmdlen, 11),
-            ("enquire_link with a body", enquire_with_body, CommandId::EnquireLinkResp, CommandStatus::EsmeRinvcmdlen, 12),
-            ("unknown command id", unknown, CommandId::GenericNack, CommandStatus::EsmeRinvcmdid, 13),
-            ("submit_sm without body", empty_submit, CommandId::SubmitSmResp, CommandStatus::EsmeRinvcmdlen, 14),
+            (
+                "submit_sm cut in mandatory ints",
+                truncated(4, &sm, 14),
+                CommandId::SubmitSmResp,
+                CommandStatus::EsmeRinvcmdlen,
+                4,
+            ),
+            (
+                "submit_sm_resp cut in message_id",
+                truncated(5, &resp, 1),
+                CommandId::GenericNack,
+                CommandStatus::EsmeRinvmsgid,
+                5,
+            ),
+            (
+                "bind_transmitter with trailing bytes",
+                bind_extra,
+                CommandId::BindTransmitterResp,
+                CommandStatus::EsmeRinvcmdlen,
+                11,
+            ),
+            (
+                "enquire_link with a body",
+                enquire_with_body,
+                CommandId::EnquireLinkResp,
+                CommandStatus::EsmeRinvcmdlen,
+                12,
+            ),
+            (
+                "unknown command id",
+                unknown,
+                CommandId::GenericNack,
+                CommandStatus::EsmeRinvcmdid,
+                13,
+            ),
+            (
+                "submit_sm without body",
+                empty_submit,
+                CommandId::SubmitSmResp,
+                CommandStatus::EsmeRinvcmdlen,
+                14,
+            ),
         ];
         for (name, bad, reply_id, status, seq) in rows {
             let mut bytes = bad.clone();
@@ -527,12 +597,26 @@ mod tests {
             assert_eq!(frames.len(), 2, "{name}");
             let err = frames[0].as_ref().expect_err(name);
             let reply = err.reply().expect(name);
-            assert_eq!((reply.command_id, reply.status, reply.sequence_number, reply.close), (reply_id, status, seq, false), "{name}: {}", err.error);
+            assert_eq!(
+                (
+                    reply.command_id,
+                    reply.status,
+                    reply.sequence_number,
+                    reply.close
+                ),
+                (reply_id, status, seq, false),
+                "{name}: {}",
+                err.error
+            );
             // What goes on the wire is that header, 16 octets.
             let wire = reply.encode();
             assert_eq!(wire.len(), 16, "{name}");
             assert_eq!(&wire[4..8], &u32::from(reply_id).to_be_bytes(), "{name}");
-            assert_eq!(ok_ids(&frames[1..]), vec![(CommandId::EnquireLink, 99)], "{name}: next PDU");
+            assert_eq!(
+                ok_ids(&frames[1..]),
+                vec![(CommandId::EnquireLink, 99)],
+                "{name}: next PDU"
+            );
             assert!(!framer.is_lost(), "{name}");
         }
     }
@@ -557,7 +641,10 @@ mod tests {
                 actual: 2
             }
         );
-        assert_eq!(err.reply().map(|r| (r.command_id, r.status)), Some((CommandId::SubmitSmResp, CommandStatus::EsmeRinvtlvlen)));
+        assert_eq!(
+            err.reply().map(|r| (r.command_id, r.status)),
+            Some((CommandId::SubmitSmResp, CommandStatus::EsmeRinvtlvlen))
+        );
     }
 
     #[test]
@@ -567,17 +654,35 @@ mod tests {
         let mut framer = Framer::new(DEFAULT_PDU_LEN_MAX);
         let frames = all_frames(&mut framer, &bytes);
         let err = frames[0].as_ref().expect_err("must not decode");
-        assert_eq!(err.error, DecodeError::InvalidTlvStream { command_id: CommandId::SubmitSm });
-        assert_eq!(err.reply().map(|r| r.status), Some(CommandStatus::EsmeRinvtlvstream));
+        assert_eq!(
+            err.error,
+            DecodeError::InvalidTlvStream {
+                command_id: CommandId::SubmitSm
+            }
+        );
+        assert_eq!(
+            err.reply().map(|r| r.status),
+            Some(CommandStatus::EsmeRinvtlvstream)
+        );
     }
 
     #[test]
     fn bad_command_length_nacks_and_loses_framing() {
         for (command_length, expected) in [
-            (4u32, DecodeError::CommandLengthTooShort { command_length: 4 }),
-            (1 << 20, DecodeError::CommandLengthTooLong { command_length: 1 << 20, pdu_len_max: DEFAULT_PDU_LEN_MAX }),
+            (
+                4u32,
+                DecodeError::CommandLengthTooShort { command_length: 4 },
+            ),
+            (
+                1 << 20,
+                DecodeError::CommandLengthTooLong {
+                    command_length: 1 << 20,
+                    pdu_len_max: DEFAULT_PDU_LEN_MAX,
+                },
+            ),
         ] {
-            let mut bytes = header_bytes(command_length, 0x0000_0004, 0, 77);
+            // Even a header claiming to be a generic_nack is nacked: we close.
+            let mut bytes = header_bytes(command_length, 0x8000_0000, 0, 77);
             bytes.extend(encode(78, &Pdu::EnquireLink));
             let mut framer = Framer::new(DEFAULT_PDU_LEN_MAX);
             let frames = all_frames(&mut framer, &bytes);
@@ -586,8 +691,18 @@ mod tests {
             assert_eq!(err.error, expected);
             let reply = err.reply().expect("nack");
             assert_eq!(
-                (reply.command_id, reply.status, reply.sequence_number, reply.close),
-                (CommandId::GenericNack, CommandStatus::EsmeRinvcmdlen, 77, true)
+                (
+                    reply.command_id,
+                    reply.status,
+                    reply.sequence_number,
+                    reply.close
+                ),
+                (
+                    CommandId::GenericNack,
+                    CommandStatus::EsmeRinvcmdlen,
+                    77,
+                    true
+                )
             );
             assert!(framer.is_lost());
             assert!(all_frames(&mut framer, &encode(79, &Pdu::EnquireLink)).is_empty());
@@ -608,7 +723,13 @@ mod tests {
     #[test]
     fn encode_refuses_pdus_above_the_limit() {
         let big = submit_sm("1", "2", &[b'x'; 200]);
-        assert!(matches!(encode_pdu(CommandStatus::EsmeRok, 1, &big, 64), Err(EncodeError::TooLong { pdu_len_max: 64, .. })));
+        assert!(matches!(
+            encode_pdu(CommandStatus::EsmeRok, 1, &big, 64),
+            Err(EncodeError::TooLong {
+                pdu_len_max: 64,
+                ..
+            })
+        ));
         assert!(encode_pdu(CommandStatus::EsmeRok, 1, &big, DEFAULT_PDU_LEN_MAX).is_ok());
     }
 

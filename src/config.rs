@@ -1,0 +1,320 @@
+//! The gateway's TOML configuration (`serve --config FILE`).
+//!
+//! Every key has a default, so an empty file (or none) is the embedded
+//! default: listen on 127.0.0.1:2775, accept the demo peer, store in
+//! `./data`. Unknown keys are refused at start with the key named, so a typo
+//! never silently falls back to a default. Limits carry their unit in the
+//! name (`window_max`, `response_timeout_ms`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::texts::Texts;
+use crate::store::StoreKind;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub service: ServiceConfig,
+    /// MC role: accept binds from these peers (`serve --listen`).
+    pub listen: Option<ListenConfig>,
+    /// ESME role: bind out to the operator's SMSC/USSDC (`serve --connect`).
+    pub connect: Option<ConnectConfig>,
+    pub smpp: SmppConfig,
+    pub texts: Texts,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreConfig::default(),
+            service: ServiceConfig::default(),
+            listen: None,
+            connect: None,
+            smpp: SmppConfig::default(),
+            texts: Texts::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(deserialize_with = "de_from_str")]
+    pub kind: StoreKind,
+    pub data_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Redb,
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// USSD strings that renew, written as dialled (C3).
+    pub ussd_codes: Vec<String>,
+    /// The SMS short number: any MO to it renews (C2).
+    pub short_number: String,
+    /// Country code for national / trunk-form numbers (C5).
+    pub country_code: String,
+    /// G4 window.
+    pub dedup_window_s: i64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            ussd_codes: vec!["*929#".into()],
+            short_number: "9290".into(),
+            country_code: "7".into(),
+            dedup_window_s: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+    pub peers: Vec<PeerConfig>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            addr: "127.0.0.1:2775".parse().expect("literal address"),
+            peers: vec![PeerConfig {
+                system_id: "demo".into(),
+                password: "demo".into(),
+            }],
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub system_id: String,
+    pub password: String,
+}
+
+/// Never print a password, even in debug logs.
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("system_id", &self.system_id)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectConfig {
+    pub addr: String,
+    pub system_id: String,
+    pub password: String,
+    pub system_type: String,
+    /// Reconnect backoff: doubles from min to max, with jitter.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        ConnectConfig {
+            addr: "127.0.0.1:2775".into(),
+            system_id: "shortcode-gw".into(),
+            password: String::new(),
+            system_type: String::new(),
+            reconnect_min_ms: 200,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectConfig")
+            .field("addr", &self.addr)
+            .field("system_id", &self.system_id)
+            .field("password", &"***")
+            .field("system_type", &self.system_type)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmppConfig {
+    /// Unanswered requests a peer may have in flight before it is throttled.
+    pub window_max: usize,
+    /// Largest PDU accepted; a longer command_length closes the link.
+    pub pdu_len_max: usize,
+    pub response_timeout_ms: u64,
+    pub enquire_link_interval_ms: u64,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Simultaneous inbound connections (MC role).
+    pub connections_max: usize,
+    /// Requests the engine commits in one store transaction at most.
+    pub batch_max: usize,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        SmppConfig {
+            window_max: 10,
+            pdu_len_max: 8192,
+            response_timeout_ms: 30_000,
+            enquire_link_interval_ms: 30_000,
+            idle_timeout_ms: 300_000,
+            connections_max: 64,
+            batch_max: 512,
+        }
+    }
+}
+
+fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parse and validate; errors name the key.
+    pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(format!("key `{key}`: {}", inner.message().trim()))
+        })?;
+        cfg.texts.validate().map_err(&invalid)?;
+        if cfg.service.ussd_codes.is_empty() {
+            return Err(invalid(
+                "key `service.ussd_codes`: at least one code".into(),
+            ));
+        }
+        for (i, code) in cfg.service.ussd_codes.iter().enumerate() {
+            if shortcode_protocol::ussd::parse_code_config(code).is_err() {
+                return Err(invalid(format!(
+                    "key `service.ussd_codes[{i}]`: {code:?} is not a USSD code like \"*929#\""
+                )));
+            }
+        }
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(&cfg.service.short_number) {
+            return Err(invalid("key `service.short_number`: digits only".into()));
+        }
+        if !digits(&cfg.service.country_code) {
+            return Err(invalid("key `service.country_code`: digits only".into()));
+        }
+        let s = &cfg.smpp;
+        for (key, v) in [
+            ("smpp.window_max", s.window_max),
+            ("smpp.batch_max", s.batch_max),
+            ("smpp.connections_max", s.connections_max),
+        ] {
+            if v == 0 {
+                return Err(invalid(format!("key `{key}`: must be at least 1")));
+            }
+        }
+        if !(64..=1 << 20).contains(&s.pdu_len_max) {
+            return Err(invalid(
+                "key `smpp.pdu_len_max`: 64 to 1048576 bytes".into(),
+            ));
+        }
+        if let Some(c) = &cfg.connect {
+            if c.reconnect_min_ms == 0 || c.reconnect_max_ms < c.reconnect_min_ms {
+                return Err(invalid(
+                    "key `connect.reconnect_min_ms`: must be ≥ 1 and ≤ reconnect_max_ms".into(),
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let c = Config::parse("x.toml", "").unwrap();
+        assert_eq!(c.service.short_number, "9290");
+        assert_eq!(c.service.ussd_codes, ["*929#"]);
+        assert_eq!(c.smpp.window_max, 10);
+        assert_eq!(c.smpp.pdu_len_max, 8192);
+        assert_eq!(c.store.kind, StoreKind::Redb);
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let rows = [
+            ("[smpp]\nwindow_maxx = 3\n", "smpp"),
+            ("[smpp]\nwindow_max = \"ten\"\n", "smpp.window_max"),
+            ("[store]\nkind = \"rocks\"\n", "store.kind"),
+            (
+                "[service]\nussd_codes = [\"*92a#\"]\n",
+                "service.ussd_codes[0]",
+            ),
+            ("[texts]\nblocked = \"{oops}\"\n", "texts.blocked"),
+            ("[listen]\naddr = \"nowhere\"\n", "listen.addr"),
+            ("[smpp]\nwindow_max = 0\n", "smpp.window_max"),
+        ];
+        for (text, key) in rows {
+            let e = Config::parse("gw.toml", text).unwrap_err().to_string();
+            assert!(e.starts_with("config gw.toml: "), "{e}");
+            assert!(e.contains(key), "{text:?} → {e}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_reach_debug_output() {
+        let c = Config::parse(
+            "x",
+            "[listen]\n[[listen.peers]]\nsystem_id = \"u\"\npassword = \"s3cret\"\n\
+             [connect]\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret") && !dbg.contains("hunter2"), "{dbg}");
+    }
+}

@@ -1,0 +1,155 @@
+//! The one queue every engine command goes through, and group commit.
+//!
+//! Connections (and later an admin API) send [`Request`]s through an
+//! [`EngineHandle`]; one blocking thread owns the [`Gateway`]. It takes
+//! whatever has queued up while the previous commit was being made durable
+//! (at most `batch_max`), applies it in arrival order and commits it as one
+//! transaction with one fsync, then answers every waiter. The batch size
+//! therefore follows the load: one request alone is committed at once,
+//! a burst shares one commit. There is no timer and no fixed sleep.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::engine::{Applied, EngineError};
+use crate::gateway::{Gateway, Request};
+use crate::store::StoreError;
+
+/// Why a request got no engine result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("store commit failed: {0}")]
+    Store(String),
+    #[error("the engine queue is shut down")]
+    Closed,
+}
+
+impl From<StoreError> for QueueError {
+    fn from(e: StoreError) -> Self {
+        QueueError::Store(e.to_string())
+    }
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Result<Applied, QueueError>>,
+}
+
+/// Statistics of the committer, for logs and the load report.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub batches: std::sync::atomic::AtomicU64,
+    pub requests: std::sync::atomic::AtomicU64,
+}
+
+/// A cheap, cloneable sender into the engine queue.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Job>,
+    /// Signalled after every commit that queued an SMS.
+    pub outbox: Arc<Notify>,
+    pub stats: Arc<QueueStats>,
+}
+
+impl EngineHandle {
+    /// Submit one request; resolves once its batch is durable.
+    pub async fn execute(&self, request: Request) -> Result<Applied, QueueError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        rx.await.map_err(|_| QueueError::Closed)?
+    }
+}
+
+/// The committer thread. Dropping every [`EngineHandle`] ends it after the
+/// last batch is committed; `join` waits for that (graceful shutdown).
+pub struct Committer {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    /// Start the committer over `gateway`. `queue_max` bounds the requests
+    /// waiting for the engine (back-pressure on connections beyond it).
+    pub fn start(
+        gateway: Gateway,
+        batch_max: usize,
+        queue_max: usize,
+    ) -> (Committer, EngineHandle) {
+        let (tx, mut rx) = mpsc::channel::<Job>(queue_max.max(1));
+        let outbox = Arc::new(Notify::new());
+        let stats = Arc::new(QueueStats::default());
+        let handle = EngineHandle {
+            tx,
+            outbox: outbox.clone(),
+            stats: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("engine-committer".into())
+            .spawn(move || {
+                let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
+                while let Some(first) = rx.blocking_recv() {
+                    jobs.push(first);
+                    while jobs.len() < batch_max {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    let requests: Vec<Request> = jobs.iter().map(|j| j.request.clone()).collect();
+                    let results = gateway.execute(&requests);
+                    stats
+                        .batches
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stats
+                        .requests
+                        .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    match results {
+                        Ok(results) => {
+                            let queued = results.iter().any(|r| {
+                                r.as_ref().is_ok_and(|a| {
+                                    a.effects
+                                        .iter()
+                                        .any(|e| matches!(e, crate::engine::Effect::Notice(_)))
+                                })
+                            });
+                            for (job, r) in jobs.drain(..).zip(results) {
+                                let _ = job.reply.send(r.map_err(QueueError::from));
+                            }
+                            if queued {
+                                outbox.notify_waiters();
+                            }
+                        }
+                        Err(e) => {
+                            // Nothing of this batch is on disk: every waiter
+                            // hears so, and none of them is acknowledged.
+                            tracing::error!(error = %e, batch = jobs.len(), "store commit failed");
+                            let err = QueueError::from(e);
+                            for job in jobs.drain(..) {
+                                let _ = job.reply.send(Err(err.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawning the committer thread");
+        (
+            Committer {
+                thread: Some(thread),
+            },
+            handle,
+        )
+    }
+
+    /// Wait until every queued request has been committed and answered.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
