@@ -392,8 +392,9 @@ impl Engine {
             Ok((st, fee, package)) => {
                 let mut st = st.clone();
                 let (short, confirmation) = self.do_renew(&mut st, fee, package, now, &mut effects);
-                // Step 6: after USSD the details follow by SMS; after an SMS
-                // the answer *is* the confirmation (one SMS, not two).
+                // Step 6: after USSD the details follow by SMS, queued
+                // durably with the charge. After an SMS the answer *is* the
+                // confirmation (one SMS, not two): see below.
                 let reply = match channel {
                     Channel::Sms => confirmation,
                     _ => {
@@ -408,6 +409,14 @@ impl Engine {
             }
         };
 
+        // Every answer to an SMS is itself an SMS: it goes through the
+        // outbox, so it survives a dropped link or a restart like step 6's.
+        if channel == Channel::Sms {
+            effects.push(Effect::Notice(Notice {
+                msisdn: msisdn.to_string(),
+                text: reply.clone(),
+            }));
+        }
         let mut new_state = new_state;
         if let (Some(st), Some(key)) = (new_state.as_mut(), dedup_key) {
             st.recent.retain(|e| now >= e.at && now - e.at <= window);

@@ -250,7 +250,7 @@ fn r1_to_r6_refusals_table() {
             statements(&a).is_empty(),
             "{name}: a refusal charges nothing"
         );
-        assert!(notices(&a).is_empty(), "{name}");
+        assert!(notices(&a).is_empty(), "{name}: a USSD refusal sends no SMS");
         assert_eq!(journal(&a)[0].outcome, *want, "{name}: journaled (G5)");
         assert!(!a.reply.is_empty(), "{name}");
     }
@@ -295,6 +295,9 @@ fn r6_answer_names_the_fee_and_the_balance() {
     assert_eq!(a.outcome, Outcome::InsufficientFunds);
     assert!(a.reply.contains("550.00"), "{}", a.reply);
     assert!(a.reply.contains("120.50"), "{}", a.reply);
+    let n = notices(&a);
+    assert_eq!(n.len(), 1, "an SMS refusal is answered by SMS through the outbox");
+    assert_eq!(n[0].text, a.reply);
 }
 
 #[test]
@@ -497,8 +500,10 @@ fn step6_ussd_queues_one_confirmation_sms_and_sms_answers_with_it() {
     assert_ne!(ussd.reply, n[0].text, "USSD gets the short answer");
 
     let sms = run(&e, &account(), renew(Channel::Sms), NOW);
-    assert!(notices(&sms).is_empty(), "one SMS, not two");
-    assert_eq!(sms.reply, n[0].text, "the SMS answer is the confirmation");
+    let n2 = notices(&sms);
+    assert_eq!(n2.len(), 1, "one SMS, not two");
+    assert_eq!(sms.reply, n2[0].text, "the SMS answer is the confirmation");
+    assert_eq!(n2[0].text, n[0].text);
 }
 
 #[test]

@@ -35,8 +35,12 @@
 //!
 //! redb, for comparison, issues exactly one `fdatasync` per commit.
 //!
+//! (Latencies on that VM mean nothing — `fdatasync` took ~16 µs, so its
+//! virtual disk acknowledges flushes from a host cache — only the syscalls
+//! matter.)
+//!
 //! What that means: once `commit` returns, the transaction is in the kernel
-//! (page cache, and written back to the device queue), so it **survives a
+//! and written back to the device (not flushed from its cache), so it **survives a
 //! process crash** — `tests/store_crash.rs` SIGKILLs writers and finds every
 //! acknowledged command. It is **not guaranteed to survive a power loss or
 //! kernel crash**: `sync_file_range` does not flush the disk's volatile
