@@ -34,16 +34,42 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Directory of the embedded store.
-    #[arg(long, global = true, default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Store backend.
-    #[arg(long, global = true, default_value = "redb")]
-    pub store: StoreKind,
+    /// Directory of the embedded store [default: ./data, or the config's store.data_dir].
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Store backend [default: redb, or the config's store.kind].
+    #[arg(long, global = true)]
+    pub store: Option<StoreKind>,
+}
+
+impl Global {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./data"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
+    /// Run the gateway: SMPP listener and/or client over the store.
+    ///
+    /// With no flags: listen on 127.0.0.1:2775 for the demo peer
+    /// (demo/demo), store in ./data, demo data loaded into an empty store.
+    Serve {
+        /// TOML config file (see deploy/shortcode-gw.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen for binds on this address (MC role).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Bind out to this SMSC/USSDC (ESME role).
+        #[arg(long)]
+        connect: Option<String>,
+        /// Demo accounts to generate into an empty store.
+        #[arg(long, default_value_t = 1000)]
+        demo_accounts: usize,
+    },
     /// Load a catalog (JSON/TOML) or an accounts file (JSON Lines), all or nothing.
     Import {
         #[command(subcommand)]
@@ -221,7 +247,7 @@ fn print_json(v: &impl serde::Serialize) -> CliResult {
 }
 
 fn open_store(g: &Global) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Ok(store::open(g.store, &g.data_dir)?)
+    Ok(store::open(g.store.unwrap_or_default(), g.data_dir())?)
 }
 
 fn gateway(g: &Global) -> Result<Gateway, Box<dyn std::error::Error>> {
@@ -245,6 +271,12 @@ fn operate(g: &Global, msisdn: &str, command: Command, at: &At) -> CliResult {
 pub fn run(cli: Cli) -> CliResult {
     let g = &cli.global;
     match cli.command {
+        Cmd::Serve {
+            config,
+            listen,
+            connect,
+            demo_accounts,
+        } => serve(g, config.as_deref(), listen, connect, demo_accounts),
         Cmd::Import { what } => match what {
             ImportWhat::Catalog { file } => {
                 let catalog = data::load_catalog(&file)?;
@@ -366,6 +398,97 @@ pub fn run(cli: Cli) -> CliResult {
             seed,
             today,
         } => write_demo(&out, accounts, seed, today),
+    }
+}
+
+fn serve(
+    g: &Global,
+    config: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    connect: Option<String>,
+    demo_accounts: usize,
+) -> CliResult {
+    use crate::config::{Config, ConnectConfig, ListenConfig};
+    let mut cfg = match config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &g.data_dir {
+        cfg.store.data_dir = d.clone();
+    }
+    if let Some(k) = g.store {
+        cfg.store.kind = k;
+    }
+    if let Some(addr) = listen {
+        cfg.listen.get_or_insert_with(ListenConfig::default).addr = addr;
+    }
+    if let Some(addr) = connect {
+        cfg.connect.get_or_insert_with(ConnectConfig::default).addr = addr;
+    }
+    if cfg.listen.is_none() && cfg.connect.is_none() {
+        cfg.listen = Some(ListenConfig::default());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let store = store::open(cfg.store.kind, &cfg.store.data_dir)?;
+    let now = Utc::now();
+    if store.catalog()?.is_none() && store.account_count()? == 0 {
+        let catalog = data::demo::demo_catalog();
+        Gateway::import_catalog(store.as_ref(), catalog)?;
+        let gw = Gateway::open(store.clone(), EngineConfig::default())?;
+        let today = gw.engine().local_date(now);
+        let accounts: Vec<_> = data::demo::demo_accounts(demo_accounts, 1, today).collect();
+        let n = gw.import_accounts(accounts, now)?;
+        tracing::info!(accounts = n, dir = %cfg.store.data_dir.display(), "empty store: loaded the demo catalog and accounts");
+    }
+    let engine_config = EngineConfig {
+        texts: cfg.texts.clone(),
+        dedup_window_s: cfg.service.dedup_window_s,
+        ussd_code: cfg.service.ussd_codes.first().cloned().unwrap_or_default(),
+    };
+    let gw = Gateway::open(store, engine_config)?;
+    tracing::info!(
+        backend = gw.store().backend(),
+        accounts = gw.store().account_count()?,
+        "store open"
+    );
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let server =
+            crate::server::Server::start(gw, &cfg, Arc::new(crate::server::SystemClock)).await?;
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: draining");
+        server.shutdown().await;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
+
+/// ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

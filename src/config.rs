@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::engine::texts::Texts;
 use crate::store::StoreKind;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub store: StoreConfig,
@@ -25,19 +25,6 @@ pub struct Config {
     pub connect: Option<ConnectConfig>,
     pub smpp: SmppConfig,
     pub texts: Texts,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            store: StoreConfig::default(),
-            service: ServiceConfig::default(),
-            listen: None,
-            connect: None,
-            smpp: SmppConfig::default(),
-            texts: Texts::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -82,6 +82,16 @@ impl Gateway {
         &self,
         requests: &[Request],
     ) -> Result<Vec<Result<Applied, EngineError>>, StoreError> {
+        self.execute_with(requests, Vec::new())
+    }
+
+    /// [`execute`](Self::execute), with `extra` writes (outbox removals) in
+    /// the same commit.
+    pub fn execute_with(
+        &self,
+        requests: &[Request],
+        extra: Vec<Write>,
+    ) -> Result<Vec<Result<Applied, EngineError>>, StoreError> {
         let mut overlay: HashMap<&str, Option<AccountState>> = HashMap::new();
         let mut dirty: Vec<&str> = Vec::new();
         let mut writes = Vec::new();
@@ -115,6 +125,7 @@ impl Gateway {
             .map(Write::PutAccount);
         let mut all: Vec<Write> = accounts.collect();
         all.extend(writes);
+        all.extend(extra);
         if !all.is_empty() {
             self.store.commit(all)?;
         }

@@ -74,7 +74,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ":9:33: ",
         &[
             "plans[0] (id \"smart_mini\" version \"2024\"): overage.minute: invalid type: floating point",
-            "never numbers",
+            "money is a string like \"550.00\", never a number",
         ],
     ),
     (
@@ -101,6 +101,11 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "catalog_negative_fee.json",
         ": ",
         &["plans[1] (id \"smart\" version \"2024\"): regions.spb.daily_fee: negative amount \"-17.50\""],
+    ),
+    (
+        "catalog_duplicate_region.json",
+        ":22:13: ",
+        &["plans[1] (id \"smart\" version \"2024\"): regions: region \"spb\" is given twice"],
     ),
     ("catalog_empty_currency.json", ": ", &["currency: empty"]),
     (
@@ -132,7 +137,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
     (
         "accounts_money_number.jsonl",
         ":3:96: ",
-        &["balance: invalid type: floating point `1000.0`, expected a string", "never numbers"],
+        &["balance: invalid type: floating point `1000.0`, expected a string", "money is a string like \"550.00\", never a number"],
     ),
     (
         "accounts_unknown_plan.jsonl",
@@ -610,4 +615,10 @@ fn demo_generation_speed() {
     let took = start.elapsed();
     println!("{n} demo accounts in {took:?} (balance sum {kopecks})");
     assert!(took.as_secs_f64() < 5.0, "{took:?}");
+
+    let mut file = Vec::new();
+    write_accounts(&mut file, demo_accounts(n, 5, today())).unwrap();
+    let start = std::time::Instant::now();
+    let loaded = parse_accounts("speed.jsonl", file.as_slice(), &demo_catalog()).unwrap();
+    println!("{} accounts loaded in {:?}", loaded.len(), start.elapsed());
 }

@@ -201,8 +201,8 @@ fn check_line(
     })?;
     let json_bad = |field: Option<String>, e: &serde_json::Error| Bad {
         column: (e.line() > 0 && e.column() > 0).then_some(e.column()),
+        message: json_message(e, field.as_deref()),
         field,
-        message: json_message(e),
     };
     // Fast path without path tracking; on failure parse again for the path.
     let mut de = serde_json::Deserializer::from_str(text);
@@ -332,6 +332,21 @@ mod tests {
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.starts_with("a.jsonl:2:"), "{e}");
         assert!(e.contains(": balance: invalid type: floating point"), "{e}");
+    }
+
+    #[test]
+    fn data_accounts_numbers_where_strings_belong_get_a_hint() {
+        let e = parse(&LINE.replace("\"79161234567\"", "79161234567"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("msisdn: invalid type: integer `79161234567`, expected a string (write it in quotes"), "{e}");
+        let e = parse(&LINE.replace("\"discount_pct\":\"0\"", "\"discount_pct\":33"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("discount_pct: invalid type: integer `33`") && e.contains("never numbers"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use rust_decimal::Decimal;
 use super::{
     json_message, number_hint, path_string, segments_string, DataError, Problem, MAX_REPORTED,
 };
-use crate::engine::model::{money, Catalog};
+use crate::engine::model::{money, Catalog, Plan};
 
 /// The catalog's file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,13 +105,24 @@ fn from_json(file: &str, text: &str) -> Result<Catalog, DataError> {
             file: file.to_string(),
             line: (e.line() > 0).then_some(e.line()),
             column: (e.line() > 0 && e.column() > 0).then_some(e.column()),
+            message: json_message(e, field.as_deref()),
             field,
-            message: json_message(e),
         })
     };
     match serde_path_to_error::deserialize::<_, Catalog>(&mut de) {
         Ok(catalog) => {
             de.end().map_err(|e| located(None, &e))?;
+            // A map keeps the last of two equal keys; a region given twice
+            // would silently lose a fee, so look for it.
+            let mut de = serde_json::Deserializer::from_str(text);
+            if let Err(e) = serde_path_to_error::deserialize::<_, RegionsOnly>(&mut de) {
+                let plan = |i: usize| {
+                    let p: &Plan = catalog.plans.get(i)?;
+                    Some((p.id.clone(), p.version.clone()))
+                };
+                let field = describe_path(e.path(), plan);
+                return Err(located(field, e.inner()));
+            }
             Ok(catalog)
         }
         Err(e) => {
@@ -129,6 +140,53 @@ fn from_json(file: &str, text: &str) -> Result<Catalog, DataError> {
     }
 }
 
+/// Just the region keys of each plan, refusing a key given twice. (TOML
+/// itself forbids duplicate keys.)
+#[derive(serde::Deserialize)]
+struct RegionsOnly {
+    #[serde(default)]
+    #[allow(dead_code)]
+    plans: Vec<PlanRegions>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlanRegions {
+    #[serde(default)]
+    #[allow(dead_code)]
+    regions: UniqueKeys,
+}
+
+#[derive(Default)]
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of regions")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::BTreeSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "region {key:?} is given twice"
+                        )));
+                    }
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
 fn from_toml(file: &str, text: &str) -> Result<Catalog, DataError> {
     let located = |field: Option<String>, e: &toml::de::Error, syntax: bool| {
         let (line, column) = match e.span() {
@@ -142,8 +200,8 @@ fn from_toml(file: &str, text: &str) -> Result<Catalog, DataError> {
             file: file.to_string(),
             line,
             column,
+            message: toml_message(e, syntax, field.as_deref()),
             field,
-            message: toml_message(e, syntax),
         })
     };
     // Syntax first, so that a type error is never mistaken for one.
@@ -168,7 +226,7 @@ fn from_toml(file: &str, text: &str) -> Result<Catalog, DataError> {
 }
 
 /// The toml message on one line; syntax errors say so.
-fn toml_message(e: &toml::de::Error, syntax: bool) -> String {
+fn toml_message(e: &toml::de::Error, syntax: bool, field: Option<&str>) -> String {
     let msg = e
         .message()
         .lines()
@@ -179,7 +237,7 @@ fn toml_message(e: &toml::de::Error, syntax: bool) -> String {
     if syntax {
         format!("malformed TOML: {msg}")
     } else {
-        number_hint(msg)
+        number_hint(msg, field)
     }
 }
 
@@ -432,6 +490,6 @@ mod tests {
             e.contains("plans[0] (id \"smart\" version \"2024\"): overage.minute"),
             "{e}"
         );
-        assert!(e.contains("never numbers"), "{e}");
+        assert!(e.contains("never a number"), "{e}");
     }
 }

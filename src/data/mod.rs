@@ -138,8 +138,8 @@ impl DataError {
 }
 
 /// serde_json's message without its " at line L column C" tail (we print
-/// the position ourselves), with a hint when money came as a JSON number.
-pub(crate) fn json_message(e: &serde_json::Error) -> String {
+/// the position ourselves), with a hint when a string came as a number.
+pub(crate) fn json_message(e: &serde_json::Error, field: Option<&str>) -> String {
     let full = e.to_string();
     let tail = format!(" at line {} column {}", e.line(), e.column());
     let msg = full.strip_suffix(&tail).unwrap_or(&full).to_string();
@@ -147,22 +147,33 @@ pub(crate) fn json_message(e: &serde_json::Error) -> String {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             format!("malformed JSON: {msg}")
         }
-        _ => number_hint(msg),
+        _ => number_hint(msg, field),
     }
 }
 
-/// Money and `discount_pct` are strings; a JSON/TOML number there is the
-/// most common hand-editing mistake, so say so.
-pub(crate) fn number_hint(msg: String) -> String {
+/// Fields holding money in the catalog and accounts files.
+const MONEY_FIELDS: [&str; 6] = ["balance", "monthly_fee", "daily_fee", "minute", "sms", "mb"];
+
+/// Money, `discount_pct`, MSISDNs and plan versions are strings; a number
+/// there is the most common hand-editing mistake, so say so.
+pub(crate) fn number_hint(msg: String, field: Option<&str>) -> String {
     let number = ["invalid type: floating point", "invalid type: integer"]
         .iter()
         .any(|p| msg.starts_with(p));
-    if number && msg.contains("expected a string") {
-        format!("{msg} (money and percentages are JSON strings like \"550.00\", never numbers)")
-    } else if number && msg.contains("a Decimal") {
+    if !number {
+        return msg;
+    }
+    let last = field
+        .and_then(|f| f.rsplit(['.', ' ']).next())
+        .unwrap_or("");
+    if msg.contains("a Decimal") {
         format!("{msg} (percentages are JSON strings like \"33\", never numbers)")
-    } else {
+    } else if !msg.contains("expected a string") {
         msg
+    } else if MONEY_FIELDS.contains(&last) {
+        format!("{msg} (money is a string like \"550.00\", never a number)")
+    } else {
+        format!("{msg} (write it in quotes: this field is a string)")
     }
 }
 

@@ -166,6 +166,9 @@ pub struct Engine {
     config: EngineConfig,
 }
 
+/// A refusal, with (fee, balance) for R6's answer.
+type Refusal = (Outcome, Option<(Decimal, Decimal)>);
+
 /// Kopecks, half away from zero, applied once (step 1).
 pub fn round_money(v: Decimal) -> Decimal {
     v.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
@@ -314,8 +317,8 @@ impl Engine {
     fn check_renewal<'a>(
         &self,
         st: Option<&'a AccountState>,
-    ) -> Result<(&'a AccountState, Decimal, Package), (Outcome, Vars)> {
-        let none = Vars::default();
+    ) -> Result<(&'a AccountState, Decimal, Package), Refusal> {
+        let none = None;
         let Some(st) = st else {
             return Err((Outcome::UnknownSubscriber, none));
         };
@@ -339,14 +342,7 @@ impl Engine {
             return Err((Outcome::FullDiscount, none));
         }
         if a.balance < fee {
-            return Err((
-                Outcome::InsufficientFunds,
-                Vars {
-                    fee: money::format(fee),
-                    balance: money::format(a.balance),
-                    ..none
-                },
-            ));
+            return Err((Outcome::InsufficientFunds, Some((fee, a.balance))));
         }
         Ok((st, fee, plan.package))
     }
@@ -388,7 +384,14 @@ impl Engine {
 
         let mut effects = Vec::new();
         let (outcome, reply, new_state) = match self.check_renewal(state) {
-            Err((outcome, vars)) => (outcome, self.short_reply(outcome, &vars), state.cloned()),
+            Err((outcome, amounts)) => {
+                let vars = amounts.map_or_else(Vars::default, |(fee, balance)| Vars {
+                    fee: money::format(fee),
+                    balance: money::format(balance),
+                    ..Vars::default()
+                });
+                (outcome, self.short_reply(outcome, &vars), state.cloned())
+            }
             Ok((st, fee, package)) => {
                 let mut st = st.clone();
                 let (short, confirmation) = self.do_renew(&mut st, fee, package, now, &mut effects);

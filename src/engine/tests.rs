@@ -250,7 +250,10 @@ fn r1_to_r6_refusals_table() {
             statements(&a).is_empty(),
             "{name}: a refusal charges nothing"
         );
-        assert!(notices(&a).is_empty(), "{name}: a USSD refusal sends no SMS");
+        assert!(
+            notices(&a).is_empty(),
+            "{name}: a USSD refusal sends no SMS"
+        );
         assert_eq!(journal(&a)[0].outcome, *want, "{name}: journaled (G5)");
         assert!(!a.reply.is_empty(), "{name}");
     }
@@ -296,7 +299,11 @@ fn r6_answer_names_the_fee_and_the_balance() {
     assert!(a.reply.contains("550.00"), "{}", a.reply);
     assert!(a.reply.contains("120.50"), "{}", a.reply);
     let n = notices(&a);
-    assert_eq!(n.len(), 1, "an SMS refusal is answered by SMS through the outbox");
+    assert_eq!(
+        n.len(),
+        1,
+        "an SMS refusal is answered by SMS through the outbox"
+    );
     assert_eq!(n[0].text, a.reply);
 }
 

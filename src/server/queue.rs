@@ -13,9 +13,11 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::engine::{Applied, EngineError};
+use std::sync::atomic::Ordering;
+
+use crate::engine::{Applied, Effect, EngineError};
 use crate::gateway::{Gateway, Request};
-use crate::store::StoreError;
+use crate::store::{StoreError, Write};
 
 /// Why a request got no engine result.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,9 +36,16 @@ impl From<StoreError> for QueueError {
     }
 }
 
-struct Job {
-    request: Request,
-    reply: oneshot::Sender<Result<Applied, QueueError>>,
+enum Job {
+    Engine {
+        request: Request,
+        reply: oneshot::Sender<Result<Applied, QueueError>>,
+    },
+    /// Remove a delivered SMS from the outbox, in the next commit.
+    Dequeue {
+        id: u64,
+        done: oneshot::Sender<Result<(), QueueError>>,
+    },
 }
 
 /// Statistics of the committer, for logs and the load report.
@@ -60,7 +69,17 @@ impl EngineHandle {
     pub async fn execute(&self, request: Request) -> Result<Applied, QueueError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { request, reply })
+            .send(Job::Engine { request, reply })
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        rx.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Remove outbox entry `id` (its SMS was acknowledged by the network).
+    pub async fn dequeue(&self, id: u64) -> Result<(), QueueError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Dequeue { id, done })
             .await
             .map_err(|_| QueueError::Closed)?;
         rx.await.map_err(|_| QueueError::Closed)?
@@ -101,25 +120,41 @@ impl Committer {
                             Err(_) => break,
                         }
                     }
-                    let requests: Vec<Request> = jobs.iter().map(|j| j.request.clone()).collect();
-                    let results = gateway.execute(&requests);
-                    stats
-                        .batches
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut requests = Vec::with_capacity(jobs.len());
+                    let mut extra = Vec::new();
+                    for j in &jobs {
+                        match j {
+                            Job::Engine { request, .. } => requests.push(request.clone()),
+                            Job::Dequeue { id, .. } => extra.push(Write::Dequeue(*id)),
+                        }
+                    }
+                    let results = gateway.execute_with(&requests, extra);
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
                     stats
                         .requests
-                        .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        .fetch_add(requests.len() as u64, Ordering::Relaxed);
                     match results {
                         Ok(results) => {
                             let queued = results.iter().any(|r| {
                                 r.as_ref().is_ok_and(|a| {
-                                    a.effects
-                                        .iter()
-                                        .any(|e| matches!(e, crate::engine::Effect::Notice(_)))
+                                    a.effects.iter().any(|e| matches!(e, Effect::Notice(_)))
                                 })
                             });
-                            for (job, r) in jobs.drain(..).zip(results) {
-                                let _ = job.reply.send(r.map_err(QueueError::from));
+                            let mut results = results.into_iter();
+                            for job in jobs.drain(..) {
+                                match job {
+                                    Job::Engine { reply, .. } => {
+                                        // One result per request, in order.
+                                        let r = results
+                                            .next()
+                                            .map(|r| r.map_err(QueueError::from))
+                                            .unwrap_or(Err(QueueError::Closed));
+                                        let _ = reply.send(r);
+                                    }
+                                    Job::Dequeue { done, .. } => {
+                                        let _ = done.send(Ok(()));
+                                    }
+                                }
                             }
                             if queued {
                                 outbox.notify_waiters();
@@ -131,7 +166,14 @@ impl Committer {
                             tracing::error!(error = %e, batch = jobs.len(), "store commit failed");
                             let err = QueueError::from(e);
                             for job in jobs.drain(..) {
-                                let _ = job.reply.send(Err(err.clone()));
+                                match job {
+                                    Job::Engine { reply, .. } => {
+                                        let _ = reply.send(Err(err.clone()));
+                                    }
+                                    Job::Dequeue { done, .. } => {
+                                        let _ = done.send(Err(err.clone()));
+                                    }
+                                }
                             }
                         }
                     }

@@ -169,7 +169,19 @@ impl Fixture {
     fn reopen(&mut self) {
         let kind = self.kind.expect("only disk backends reopen");
         self.store = None;
-        self.store = Some(open(kind, self.dir.path()).expect("reopen store"));
+        // sled's background flusher may hold the directory lock for a moment
+        // after the last handle drops; a real restart waits the same way.
+        let mut tries = 0;
+        let store = loop {
+            match open(kind, self.dir.path()) {
+                Err(crate::store::StoreError::Locked { .. }) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.expect("reopen store"),
+            }
+        };
+        self.store = Some(store);
     }
 }
 
