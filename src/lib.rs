@@ -11,5 +11,6 @@ pub mod config;
 pub mod data;
 pub mod engine;
 pub mod gateway;
+pub mod peer;
 pub mod server;
 pub mod store;
