@@ -294,6 +294,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../deploy/shortcode-gw.toml");
+        let c = Config::parse("deploy/shortcode-gw.toml", text).unwrap();
+        assert_eq!(c.listen.unwrap().peers[0].system_id, "ussdc1");
+        assert_eq!(c.connect.unwrap().reconnect_max_ms, 30000);
+    }
+
+    #[test]
     fn passwords_never_reach_debug_output() {
         let c = Config::parse(
             "x",

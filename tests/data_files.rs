@@ -599,26 +599,3 @@ fn good_lines_around_a_bad_one_load_nothing() {
     assert!(err.to_string().starts_with("mixed.jsonl:13:"), "{err}");
     assert!(Path::new("fixtures/bad").is_dir());
 }
-
-/// `cargo test --release --test data_files -- --ignored --nocapture`:
-/// the generator feeds 10 M accounts into a store within the 2-minute
-/// budget only if it is far faster than the store.
-#[test]
-#[ignore = "timing; run in release"]
-fn demo_generation_speed() {
-    let n = 1_000_000;
-    let start = std::time::Instant::now();
-    let mut kopecks = Decimal::ZERO;
-    for a in demo_accounts(n, 5, today()) {
-        kopecks += a.balance;
-    }
-    let took = start.elapsed();
-    println!("{n} demo accounts in {took:?} (balance sum {kopecks})");
-    assert!(took.as_secs_f64() < 5.0, "{took:?}");
-
-    let mut file = Vec::new();
-    write_accounts(&mut file, demo_accounts(n, 5, today())).unwrap();
-    let start = std::time::Instant::now();
-    let loaded = parse_accounts("speed.jsonl", file.as_slice(), &demo_catalog()).unwrap();
-    println!("{} accounts loaded in {:?}", loaded.len(), start.elapsed());
-}
