@@ -166,6 +166,9 @@ pub enum Cmd {
         #[arg(long, default_value = "2026-11-22")]
         today: NaiveDate,
     },
+    /// SMPP load against a loopback server (gateway or echo peer), or
+    /// `--generate N` demo accounts straight into the store (issue 5).
+    Load(crate::load::LoadArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,6 +401,7 @@ pub fn run(cli: Cli) -> CliResult {
             seed,
             today,
         } => write_demo(&out, accounts, seed, today),
+        Cmd::Load(args) => crate::load::main(args, g.store.unwrap_or_default(), g.data_dir()),
     }
 }
 
@@ -434,6 +438,7 @@ fn serve(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let store = store::open(cfg.store.kind, &cfg.store.data_dir)?;
@@ -495,10 +500,8 @@ async fn shutdown_signal() {
 fn write_demo(out: &Path, n: usize, seed: u64, today: NaiveDate) -> CliResult {
     std::fs::create_dir_all(out)?;
     let catalog_path = out.join("catalog.json");
-    std::fs::write(
-        &catalog_path,
-        serde_json::to_string_pretty(&data::demo::demo_catalog())? + "\n",
-    )?;
+    // The bundled file itself, byte for byte.
+    std::fs::write(&catalog_path, data::demo::DEMO_CATALOG_JSON)?;
     let accounts_path = out.join("accounts.jsonl");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&accounts_path)?);
     for a in data::demo::demo_accounts(n, seed, today) {
