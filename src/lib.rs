@@ -11,6 +11,8 @@ pub mod config;
 pub mod data;
 pub mod engine;
 pub mod gateway;
+pub mod load;
 pub mod peer;
+pub mod replay;
 pub mod server;
 pub mod store;
