@@ -456,6 +456,7 @@ fn serve(
         texts: cfg.texts.clone(),
         dedup_window_s: cfg.service.dedup_window_s,
         ussd_code: cfg.service.ussd_codes.first().cloned().unwrap_or_default(),
+        timezone: cfg.service.timezone.clone(),
     };
     let gw = Gateway::open(store, engine_config)?;
     tracing::info!(

@@ -55,6 +55,9 @@ pub struct ServiceConfig {
     pub country_code: String,
     /// G4 window.
     pub dedup_window_s: i64,
+    /// Operator time zone for local dates (billing days). Default: the
+    /// catalog's `timezone` (the demo catalog says Europe/Moscow).
+    pub timezone: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -64,6 +67,7 @@ impl Default for ServiceConfig {
             short_number: "9290".into(),
             country_code: "7".into(),
             dedup_window_s: 60,
+            timezone: None,
         }
     }
 }
@@ -232,6 +236,16 @@ impl Config {
         if !digits(&cfg.service.country_code) {
             return Err(invalid("key `service.country_code`: digits only".into()));
         }
+        if let Some(tz) = &cfg.service.timezone {
+            if tz.parse::<chrono_tz::Tz>().is_err() {
+                return Err(invalid(format!(
+                    "key `service.timezone`: {tz:?} is not an IANA time zone like \"Europe/Moscow\""
+                )));
+            }
+        }
+        if cfg.service.dedup_window_s < 0 {
+            return Err(invalid("key `service.dedup_window_s`: must be ≥ 0".into()));
+        }
         let s = &cfg.smpp;
         for (key, v) in [
             ("smpp.window_max", s.window_max),
@@ -285,6 +299,10 @@ mod tests {
             ("[texts]\nblocked = \"{oops}\"\n", "texts.blocked"),
             ("[listen]\naddr = \"nowhere\"\n", "listen.addr"),
             ("[smpp]\nwindow_max = 0\n", "smpp.window_max"),
+            (
+                "[service]\ntimezone = \"Mars/Olympus\"\n",
+                "service.timezone",
+            ),
         ];
         for (text, key) in rows {
             let e = Config::parse("gw.toml", text).unwrap_err().to_string();

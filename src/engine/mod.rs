@@ -141,6 +141,8 @@ pub struct EngineConfig {
     pub dedup_window_s: i64,
     /// The USSD code named in the unknown-command answer (C3).
     pub ussd_code: String,
+    /// Overrides the catalog's time zone when set (config `service.timezone`).
+    pub timezone: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -149,6 +151,7 @@ impl Default for EngineConfig {
             texts: Texts::default(),
             dedup_window_s: 60,
             ussd_code: "*929#".into(),
+            timezone: None,
         }
     }
 }
@@ -185,10 +188,10 @@ fn fmt_date(d: NaiveDate) -> String {
 
 impl Engine {
     pub fn new(catalog: Catalog, config: EngineConfig) -> Result<Engine, EngineError> {
-        let tz: Tz = catalog
-            .timezone
+        let zone = config.timezone.as_ref().unwrap_or(&catalog.timezone);
+        let tz: Tz = zone
             .parse()
-            .map_err(|_| EngineError::BadTimezone(catalog.timezone.clone()))?;
+            .map_err(|_| EngineError::BadTimezone(zone.clone()))?;
         let plans = catalog
             .plans
             .iter()
