@@ -51,11 +51,21 @@ impl Package {
     }
 
     pub fn slot(&mut self, kind: UsageKind) -> &mut u64 {
-        match kind {
-            UsageKind::Minutes => &mut self.minutes,
-            UsageKind::Sms => &mut self.sms,
-            UsageKind::DataMb => &mut self.data_mb,
-        }
+        pick(kind, &mut self.minutes, &mut self.sms, &mut self.data_mb)
+    }
+}
+
+/// The counter of `kind` among a package's three.
+fn pick<'a>(
+    kind: UsageKind,
+    minutes: &'a mut u64,
+    sms: &'a mut u64,
+    data_mb: &'a mut u64,
+) -> &'a mut u64 {
+    match kind {
+        UsageKind::Minutes => minutes,
+        UsageKind::Sms => sms,
+        UsageKind::DataMb => data_mb,
     }
 }
 
@@ -136,11 +146,7 @@ impl Saved {
     }
 
     pub fn slot(&mut self, kind: UsageKind) -> &mut u64 {
-        match kind {
-            UsageKind::Minutes => &mut self.minutes,
-            UsageKind::Sms => &mut self.sms,
-            UsageKind::DataMb => &mut self.data_mb,
-        }
+        pick(kind, &mut self.minutes, &mut self.sms, &mut self.data_mb)
     }
 }
 

@@ -65,6 +65,21 @@ pub trait Store: Send + Sync + 'static {
     fn outbox(&self, limit: usize) -> Result<Vec<(u64, Notice)>, StoreError>;
 }
 
+/// Values on disk are JSON: readable with the backend's own tools.
+pub(crate) fn encode<T: serde::Serialize>(table: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Io(format!("encoding a {table} value: {e}")))
+}
+
+/// A value that does not decode is corruption, named by table and key.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    table: &str,
+    key: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("table {table}, key {key}: {e}")))
+}
+
 pub mod memory;
 pub mod redb_store;
 pub mod sled_store;

@@ -31,15 +31,12 @@
 //! Corrupt JSON is reported as [`StoreError::Corrupt`] naming table and key;
 //! nothing read from disk is unwrapped.
 
-use std::fmt::Display;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use super::{Committed, Store, StoreError, Write};
+use super::{decode, encode, Committed, Store, StoreError, Write};
 use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, StatementLine};
 
 /// File name inside the store directory (see [`super::open`]).
@@ -78,19 +75,6 @@ fn err(e: impl Into<redb::Error>) -> StoreError {
         redb::Error::Corrupted(msg) => StoreError::Corrupt(format!("redb: {msg}")),
         other => StoreError::Io(format!("redb: {other}")),
     }
-}
-
-fn encode<T: Serialize>(table: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Io(format!("encoding a {table} value: {e}")))
-}
-
-fn decode<T: DeserializeOwned>(
-    table: &str,
-    key: impl Display,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("table {table}, key {key}: {e}")))
 }
 
 impl RedbStore {

@@ -73,15 +73,13 @@ use std::fmt::Display;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
     TransactionalTree,
 };
 use sled::{Db, Transactional, Tree};
 
-use super::{Committed, Store, StoreError, Write};
+use super::{decode, encode, Committed, Store, StoreError, Write};
 use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, StatementLine};
 
 /// Directory name inside the store directory (see [`super::open`]).
@@ -121,19 +119,6 @@ fn err(e: sled::Error) -> StoreError {
         }
         other => StoreError::Io(format!("sled: {other}")),
     }
-}
-
-fn encode<T: Serialize>(table: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Io(format!("encoding a {table} value: {e}")))
-}
-
-fn decode<T: DeserializeOwned>(
-    table: &str,
-    key: impl Display,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("table {table}, key {key}: {e}")))
 }
 
 fn decode_u64(table: &str, key: impl Display, bytes: &[u8]) -> Result<u64, StoreError> {
