@@ -169,6 +169,31 @@ pub enum Cmd {
     /// SMPP load against a loopback server (gateway or echo peer), or
     /// `--generate N` demo accounts straight into the store (issue 5).
     Load(crate::load::LoadArgs),
+    /// Replay scenario fixtures against a fresh gateway (fixtures/README.md);
+    /// exits non-zero when any expectation fails or a fixture is refused.
+    Replay {
+        /// Scenario files (TOML), or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Over real SMPP on loopback (the gateway's server, replay as the
+        /// network) instead of in-process.
+        #[arg(long)]
+        wire: bool,
+        /// With --wire: the gateway binds out ([connect]) to replay playing
+        /// the SMSC, instead of replay binding to the gateway's listener.
+        #[arg(long, requires = "wire")]
+        gateway_connects: bool,
+        /// Also write a JUnit XML report to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write what happened as a new fixture (a directory when several).
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// The gateway config whose [service] and [texts] to replay under
+        /// (default: the embedded one). The store is always a fresh one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -402,6 +427,25 @@ pub fn run(cli: Cli) -> CliResult {
             today,
         } => write_demo(&out, accounts, seed, today),
         Cmd::Load(args) => crate::load::main(args, g.store.unwrap_or_default(), g.data_dir()),
+        Cmd::Replay {
+            files,
+            wire,
+            gateway_connects,
+            junit,
+            record,
+            config,
+        } => crate::replay::cli(crate::replay::Options {
+            files,
+            config,
+            mode: match (wire, gateway_connects) {
+                (false, _) => crate::replay::Mode::InProcess,
+                (true, false) => crate::replay::Mode::Wire,
+                (true, true) => crate::replay::Mode::WireGatewayConnects,
+            },
+            junit,
+            record,
+            progress: true,
+        }),
     }
 }
 

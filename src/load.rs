@@ -206,6 +206,18 @@ pub struct LoadReport {
     /// deliver_sm parts that were not USSD answers (outbox SMS: answers to
     /// SMS requests and USSD confirmations), by outcome of their text.
     pub notices: BTreeMap<String, u64>,
+    /// Group commit, when the gateway ran in this process (`--in-process`).
+    pub commits: Option<CommitStats>,
+}
+
+/// The committer's counters over a run: requests (engine jobs and outbox
+/// removals) and the store commits they shared.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CommitStats {
+    pub batch_max: usize,
+    pub jobs: u64,
+    pub commits: u64,
+    pub jobs_per_commit: f64,
 }
 
 impl LoadReport {
@@ -489,7 +501,58 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         outcomes: total.outcomes,
         errors: total.errors,
         notices: total.notices,
+        commits: None,
     })
+}
+
+/// Start the gateway in this process on `127.0.0.1:0` over `store`, run
+/// the load against it, shut it down, and add its commit counters to the
+/// report. The gateway's inbound window is raised to `window` so the load
+/// is not throttled.
+pub async fn run_in_process(
+    cfg: &LoadConfig,
+    store: Arc<dyn Store>,
+    batch_max: usize,
+) -> Result<LoadReport, Box<dyn std::error::Error>> {
+    use crate::config::{Config, ListenConfig, PeerConfig};
+    let mut config = Config::default();
+    config.listen = Some(ListenConfig {
+        addr: "127.0.0.1:0".parse()?,
+        peers: vec![PeerConfig {
+            system_id: cfg.system_id.clone(),
+            password: cfg.password.clone(),
+        }],
+    });
+    config.smpp.window_max = config.smpp.window_max.max(cfg.window);
+    config.smpp.batch_max = batch_max.max(1);
+    let gateway = Gateway::open(store, crate::engine::EngineConfig::default())?;
+    let server =
+        crate::server::Server::start(gateway, &config, Arc::new(crate::server::SystemClock))
+            .await?;
+    let addr = server
+        .local_addr
+        .ok_or("the in-process gateway is not listening")?;
+    let (jobs0, commits0) = server.commit_stats();
+    let cfg = LoadConfig {
+        addr: addr.to_string(),
+        ..cfg.clone()
+    };
+    let result = run(&cfg).await;
+    let (jobs1, commits1) = server.commit_stats();
+    server.shutdown().await;
+    let mut report = result?;
+    let (jobs, commits) = (jobs1 - jobs0, commits1 - commits0);
+    report.commits = Some(CommitStats {
+        batch_max: config.smpp.batch_max,
+        jobs,
+        commits,
+        jobs_per_commit: if commits > 0 {
+            ((jobs as f64 / commits as f64) * 10.0).round() / 10.0
+        } else {
+            0.0
+        },
+    });
+    Ok(report)
 }
 
 /// What one connection is to do.
@@ -897,6 +960,20 @@ pub struct LoadArgs {
     /// straight into the (empty) store at --data-dir / --store, and exit.
     #[arg(long, value_name = "N")]
     pub generate: Option<usize>,
+    /// Run the gateway in this process over the store at --data-dir /
+    /// --store (filled with `--generate` first), and report its group
+    /// commit counters; --addr is ignored.
+    #[arg(long)]
+    pub in_process: bool,
+    /// With --in-process: keep the gateway's state in the in-memory store
+    /// (no disk, no fsync), filled with --subscribers demo accounts: the
+    /// ceiling of everything but the durable store.
+    #[arg(long, requires = "in_process")]
+    pub memory: bool,
+    /// With --in-process: the gateway's smpp.batch_max (1 = one commit,
+    /// one fsync, per request).
+    #[arg(long, default_value_t = 512)]
+    pub batch_max: usize,
     /// Accounts per commit for --generate.
     #[arg(long, default_value_t = 100_000)]
     pub chunk: usize,
@@ -934,28 +1011,50 @@ pub fn main(
 ) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = args.generate {
         let store = crate::store::open(store_kind, &data_dir)?;
-        let today = match args.today {
-            Some(d) => d,
-            None => {
-                let tz: chrono_tz::Tz = demo::demo_catalog().timezone.parse()?;
-                chrono::Utc::now().with_timezone(&tz).date_naive()
-            }
-        };
-        let report = generate_store(&store, n, args.seed, today, args.chunk)?;
+        let report = generate_store(&store, n, args.seed, today(args.today)?, args.chunk)?;
         drop(store);
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
     let cfg = args.config();
-    // Resolve (and refuse non-loopback) before starting a runtime.
-    loopback_addr(&cfg.addr)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let report = rt.block_on(run(&cfg))?;
+    let report = if args.in_process {
+        let store: Arc<dyn Store> = if args.memory {
+            let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::new());
+            generate_store(
+                &store,
+                args.subscribers,
+                args.seed,
+                today(args.today)?,
+                args.chunk,
+            )?;
+            store
+        } else {
+            crate::store::open(store_kind, &data_dir)?
+        };
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(run_in_process(&cfg, store, args.batch_max))?
+    } else {
+        // Resolve (and refuse non-loopback) before starting a runtime.
+        loopback_addr(&cfg.addr)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(run(&cfg))?
+    };
     eprintln!("{}", report.summary());
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// `given`, or today in the demo catalog's zone (what `serve` uses).
+fn today(given: Option<NaiveDate>) -> Result<NaiveDate, Box<dyn std::error::Error>> {
+    Ok(match given {
+        Some(d) => d,
+        None => {
+            let tz: chrono_tz::Tz = demo::demo_catalog().timezone.parse()?;
+            chrono::Utc::now().with_timezone(&tz).date_naive()
+        }
+    })
 }
 
 /// What [`generate_store`] did.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use shortcode_protocol::segment;
 use shortcode_protocol::smpp::{
     deliver_sm_resp, submit_sm_resp, ussd_service_op, BindMode, CloseReason, CommandId,
-    CommandStatus, EsmeCredentials, Event, MoMessage, MtMessage, Pdu, PeerTable, Session,
+    CommandStatus, EsmeCredentials, Event, MoMessage, MtMessage, Pdu, PeerTable, Session, State,
 };
 use shortcode_protocol::text;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,6 +62,9 @@ struct Link {
     message_ids: u64,
     buf: Vec<u8>,
     closed: Option<CloseReason>,
+    /// Answer incoming messages with ESME_ROK at once (the default); off,
+    /// they stay unanswered (a peer that drops the link before acking).
+    auto_ack: bool,
 }
 
 impl Link {
@@ -74,6 +77,7 @@ impl Link {
             message_ids: 0,
             buf: vec![0; 16 * 1024],
             closed: None,
+            auto_ack: true,
         }
     }
 
@@ -84,15 +88,17 @@ impl Link {
             match ev {
                 Event::Bound { system_id, mode } => bound = Some((system_id, mode)),
                 Event::Request { seq, pdu } => {
-                    let body = match pdu.command_id() {
-                        CommandId::SubmitSm => {
-                            self.message_ids += 1;
-                            submit_sm_resp(&format!("m{}", self.message_ids)).ok()
-                        }
-                        CommandId::DeliverSm => Some(deliver_sm_resp()),
-                        _ => None,
-                    };
-                    let _ = self.session.respond(seq, CommandStatus::EsmeRok, body);
+                    if self.auto_ack {
+                        let body = match pdu.command_id() {
+                            CommandId::SubmitSm => {
+                                self.message_ids += 1;
+                                submit_sm_resp(&format!("m{}", self.message_ids)).ok()
+                            }
+                            CommandId::DeliverSm => Some(deliver_sm_resp()),
+                            _ => None,
+                        };
+                        let _ = self.session.respond(seq, CommandStatus::EsmeRok, body);
+                    }
                     if let Ok(mo) = MoMessage::from_pdu(&pdu) {
                         self.events.push_back(PeerEvent::Mt(mo));
                     }
@@ -148,7 +154,16 @@ impl Link {
 
     async fn flush(&mut self) -> Result<(), PeerError> {
         while let Some(bytes) = self.session.poll_transmit() {
-            self.stream.write_all(&bytes).await?;
+            if let Err(e) = self.stream.write_all(&bytes).await {
+                if matches!(self.session.state(), State::Unbinding | State::Closed) {
+                    // The other side closed after our unbind (e.g. while we
+                    // acknowledged a message it sent just before): the
+                    // session is over whatever we still had to say.
+                    while self.session.poll_transmit().is_some() {}
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -208,6 +223,33 @@ impl Link {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(ev) = self.events.pop_front() {
+                return Ok(ev);
+            }
+            if let Some(r) = &self.closed {
+                return Err(PeerError::Closed(format!("{r:?}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(PeerError::Timeout);
+            }
+            self.turn(deadline).await?;
+        }
+    }
+
+    /// The first event (queued or still to come) that `want` accepts;
+    /// events it skips stay queued, in order, for later calls.
+    async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut want: impl FnMut(&PeerEvent) -> bool,
+    ) -> Result<PeerEvent, PeerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(ev) = self
+                .events
+                .iter()
+                .position(&mut want)
+                .and_then(|i| self.events.remove(i))
+            {
                 return Ok(ev);
             }
             if let Some(r) = &self.closed {
@@ -302,8 +344,28 @@ impl EsmePeer {
         got
     }
 
+    /// The first event `want` accepts, queued or still to come; the events
+    /// it skips stay queued for later calls.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        want: impl FnMut(&PeerEvent) -> bool,
+    ) -> Result<PeerEvent, PeerError> {
+        self.link.wait_for(timeout, want).await
+    }
+
     pub async fn unbind(mut self) -> Result<(), PeerError> {
         self.link.unbind(HANDSHAKE).await
+    }
+
+    /// Unbind, then hand back the TCP stream (to watch the other side
+    /// close it).
+    pub async fn unbind_keep_stream(mut self) -> Result<TcpStream, PeerError> {
+        self.link.unbind(HANDSHAKE).await?;
+        match self.link.closed {
+            Some(CloseReason::LocalUnbind) => Ok(self.link.stream),
+            other => Err(PeerError::Closed(format!("no unbind_resp: {other:?}"))),
+        }
     }
 
     /// Write raw bytes past the session (malformed PDUs for tests); the
@@ -376,6 +438,21 @@ impl McPeer {
 
     pub async fn next_event(&mut self, timeout: Duration) -> Result<PeerEvent, PeerError> {
         self.link.next_event(timeout).await
+    }
+
+    /// See [`EsmePeer::wait_for`].
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        want: impl FnMut(&PeerEvent) -> bool,
+    ) -> Result<PeerEvent, PeerError> {
+        self.link.wait_for(timeout, want).await
+    }
+
+    /// With `false`, submit_sm from the gateway are reported but not
+    /// answered (to drop the link before acknowledging them).
+    pub fn set_auto_ack(&mut self, on: bool) {
+        self.link.auto_ack = on;
     }
 
     /// Drop the TCP connection without unbinding (a link failure).

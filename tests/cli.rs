@@ -47,7 +47,7 @@ fn loaded_store() -> tempfile::TempDir {
         dir.path(),
         &["import", "catalog", cat.to_str().unwrap()],
     ));
-    assert_eq!(r["plans"].as_u64().unwrap() >= 16, true, "{r}");
+    assert!(r["plans"].as_u64().unwrap() >= 16, "{r}");
     let r = json(&gw(
         dir.path(),
         &["import", "accounts", acc.to_str().unwrap()],

@@ -101,7 +101,10 @@ async fn smpplib_binds_and_renews_by_ussd_and_sms() {
     assert!(text.starts_with("Пакет обновлён"), "{text}");
 
     let sms: Vec<&Value> = answers.iter().filter(|a| a["source"] == "9290").collect();
-    assert!(!sms.is_empty(), "the confirmation SMS comes from 9290: {answers:?}");
+    assert!(
+        !sms.is_empty(),
+        "the confirmation SMS comes from 9290: {answers:?}"
+    );
     assert!(sms.iter().all(|a| a["dest"] == "79000000000"));
 
     // Both requests are journaled; the USSD one renewed.
@@ -136,7 +139,9 @@ async fn node_smpp_smsc_is_served_in_the_esme_role() {
             let _ = tx.send(line);
         }
     });
-    let first = rx.recv_timeout(Duration::from_secs(10)).expect("node prints its port");
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("node prints its port");
     let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
         .as_u64()
         .expect("port");
@@ -250,13 +255,29 @@ async fn tshark_dissects_a_session_cleanly() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let malformed = decode(&["-Y", "_ws.malformed || _ws.expert.severity >= 8388608"]);
-    assert!(malformed.trim().is_empty(), "malformed packets:\n{malformed}");
-    let ops = decode(&["-Y", "smpp.ussd_service_op", "-T", "fields", "-e", "smpp.ussd_service_op"]);
+    assert!(
+        malformed.trim().is_empty(),
+        "malformed packets:\n{malformed}"
+    );
+    let ops = decode(&[
+        "-Y",
+        "smpp.ussd_service_op",
+        "-T",
+        "fields",
+        "-e",
+        "smpp.ussd_service_op",
+    ]);
     let ops: Vec<&str> = ops.lines().map(str::trim).collect();
     assert!(ops.contains(&"1"), "PSSR indication seen: {ops:?}");
     assert!(ops.contains(&"17"), "PSSR response seen: {ops:?}");
     let commands = decode(&["-Y", "smpp", "-T", "fields", "-e", "smpp.command_id"]);
-    for id in ["0x00000009", "0x80000009", "0x00000004", "0x80000004", "0x00000005"] {
+    for id in [
+        "0x00000009",
+        "0x80000009",
+        "0x00000004",
+        "0x80000004",
+        "0x00000005",
+    ] {
         assert!(commands.contains(id), "{id} in capture:\n{commands}");
     }
     gw.server.unwrap().shutdown().await;
@@ -264,5 +285,7 @@ async fn tshark_dissects_a_session_cleanly() {
 
 /// SIGINT so tshark flushes and closes the capture file.
 fn sigint(pid: u32) {
-    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
 }

@@ -8,8 +8,10 @@
 //! committed (G3); a USSD answer follows in the same session right after.
 //!
 //! Graceful shutdown: stop taking requests from the network (new ones get
-//! ESME_RTHROTTLED, so the peer retries elsewhere or later), finish the ones
-//! in flight, unbind, wait for unbind_resp (bounded), close.
+//! ESME_RTHROTTLED, so the peer retries elsewhere or later; that includes
+//! those already in our socket buffer), finish the ones in flight and the
+//! MT they queued (USSD answers, outbox parts), unbind, wait for
+//! unbind_resp (bounded), close. A session not bound yet closes at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use shortcode_protocol::segment;
 use shortcode_protocol::smpp::{
     data_sm_resp, deliver_sm_resp, submit_sm_resp, BindMode, CommandStatus, Event, MessageCommand,
-    MoMessage, MtMessage, Pdu, Role, Session,
+    MoMessage, MtMessage, Pdu, Role, Session, SessionError, State,
 };
 use shortcode_protocol::text;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,6 +66,8 @@ const DRAIN_MAX: Duration = Duration::from_secs(10);
 const OUTBOX_BATCH: usize = 32;
 /// Retry pause for outbox entries that failed or found no window.
 const OUTBOX_RETRY: Duration = Duration::from_secs(2);
+/// Octets read without waiting when shutdown starts (see `read_buffered`).
+const READ_BUFFERED_MAX: usize = 64 * 1024;
 
 /// How a connection ended.
 pub(crate) struct ConnEnd {
@@ -162,20 +166,31 @@ impl Conn {
     async fn drive(&mut self, mut shutdown: watch::Receiver<bool>) -> String {
         let mut buf = vec![0u8; 16 * 1024];
         let idle = Duration::from_millis(self.shared.smpp.idle_timeout_ms);
-        let outbox_signal = self.shared.engine.outbox.clone();
+        let mut outbox_signal = self.shared.engine.outbox.subscribe();
         let mut retry = tokio::time::interval(OUTBOX_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The server dropped without `shutdown`: stop as if it had been called.
+        let mut server_gone = false;
         loop {
             if let Some(reason) = self.step().await {
                 return reason;
             }
-            if *shutdown.borrow() && !self.draining {
+            if (server_gone || *shutdown.borrow()) && !self.draining {
                 self.draining = true;
                 self.drain_deadline = Some(Instant::now() + DRAIN_MAX);
-            }
-            if self.draining && self.in_flight == 0 && self.session.state().is_bound() {
-                let _ = self.session.unbind(Instant::now().into_std());
+                // What the peer sent before we stop is answered (throttled
+                // if new), not left behind our unbind unanswered.
+                self.read_buffered(&mut buf);
                 continue;
+            }
+            if self.draining && self.drained() {
+                let state = self.session.state();
+                if state.is_bound() || state == State::Open {
+                    // Bound: unbind and wait for unbind_resp. Open (no bind
+                    // yet, or ours still unanswered): close at once.
+                    let _ = self.session.unbind(Instant::now().into_std());
+                    continue;
+                }
             }
             let timer = self
                 .session
@@ -214,13 +229,80 @@ impl Conn {
                         self.session.handle_timeout(now.into_std());
                     }
                 }
-                _ = outbox_signal.notified(), if self.carries_mt() && !self.draining => {
+                Ok(()) = outbox_signal.changed(), if self.carries_mt() && !self.draining => {
                     self.pump_outbox();
                 }
                 _ = retry.tick(), if self.carries_mt() && !self.draining => {
                     self.pump_outbox();
                 }
-                _ = shutdown.changed(), if !self.draining => {}
+                changed = shutdown.changed(), if !self.draining => {
+                    server_gone |= changed.is_err();
+                }
+            }
+        }
+    }
+
+    /// While draining: nothing of ours is left to finish on this link. An
+    /// unbound session has no way to send what is pending.
+    fn drained(&self) -> bool {
+        self.in_flight == 0
+            && (!self.session.state().is_bound()
+                || (self.pending_mt.is_empty() && self.sent_mt.is_empty()))
+    }
+
+    /// Feed the session what the peer has already sent, without waiting.
+    ///
+    /// Used when shutdown starts: requests already in our socket buffer get
+    /// an answer before our unbind goes out. tokio's `try_read` only reads
+    /// when the reactor has seen the socket readable, which may lag; a
+    /// duplicate of the (non-blocking) descriptor reads what is there.
+    #[cfg(unix)]
+    fn read_buffered(&mut self, buf: &mut [u8]) {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let Ok(fd) = self.stream.as_fd().try_clone_to_owned() else {
+            return;
+        };
+        let mut dup = std::net::TcpStream::from(fd);
+        self.feed_buffered(buf, |b| dup.read(b));
+    }
+
+    #[cfg(not(unix))]
+    fn read_buffered(&mut self, buf: &mut [u8]) {
+        let mut total = 0;
+        while total < READ_BUFFERED_MAX {
+            match self.stream.try_read(buf) {
+                Ok(n) if n > 0 => {
+                    total += n;
+                    let now = Instant::now();
+                    self.last_rx = now;
+                    self.session.handle_input(now.into_std(), &buf[..n]);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn feed_buffered(
+        &mut self,
+        buf: &mut [u8],
+        mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
+    ) {
+        let mut total = 0;
+        while total < READ_BUFFERED_MAX {
+            match read(buf) {
+                // EOF is left for the select's read to see.
+                Ok(0) => break,
+                Ok(n) => {
+                    total += n;
+                    let now = Instant::now();
+                    self.last_rx = now;
+                    self.session.handle_input(now.into_std(), &buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // WouldBlock: nothing more for now.
+                Err(_) => break,
             }
         }
     }
@@ -417,19 +499,29 @@ impl Conn {
                 Ok(seq) => {
                     self.sent_mt.insert(seq, purpose);
                 }
-                Err(_) => {
-                    // Window full: keep the order, retry after a response.
+                Err(SessionError::WindowFull { .. }) => {
+                    // Keep the order, retry after a response.
                     self.pending_mt.push_front((pdu, purpose));
                     break;
+                }
+                Err(e) => {
+                    // It can never go (e.g. too long to encode): waiting for
+                    // it would stall every MT behind it.
+                    tracing::error!(peer = %self.peer, error = %e, ?purpose, "MT not sent");
+                    self.mt_done(purpose, false);
                 }
             }
         }
     }
 
     fn mt_answered(&mut self, seq: u32, ok: bool) {
-        let Some(purpose) = self.sent_mt.remove(&seq) else {
-            return;
-        };
+        if let Some(purpose) = self.sent_mt.remove(&seq) {
+            self.mt_done(purpose, ok);
+        }
+    }
+
+    /// One MT we sent is answered (or can never be sent).
+    fn mt_done(&mut self, purpose: MtPurpose, ok: bool) {
         let MtPurpose::Outbox { id } = purpose else {
             return;
         };

@@ -7,6 +7,8 @@
 //! concatenated SMS but does no IO.
 //!
 //! Decisions:
+//! - Only the configured code itself renews: `*929*1#` is another string
+//!   and gets the unknown-command answer (C3); surrounding spaces are fine.
 //! - A USSD request is an MO with `ussd_service_op` 1 (PSSR indication), or
 //!   with no `ussd_service_op` and service_type "USSD". Other operations
 //!   (a USSR confirm, a PSSD) are acknowledged and otherwise ignored.
@@ -128,12 +130,13 @@ impl Routing {
     fn ussd(&self, mo: &MoMessage, subscriber: String, now: DateTime<Utc>) -> MoAction {
         let request = text::decode_short_message(mo.data_coding, &mo.payload);
         let command = match self.router.route_str(&request) {
-            Routed::Command((), _args) => Command::Renew {
+            // The service has no sub-commands: `*929*1#` is another string (C3).
+            Routed::Command((), args) if args.is_empty() => Command::Renew {
                 channel: Channel::Ussd,
                 dedup_key: Some(dedup_key(Channel::Ussd, &subscriber, &request, mo, None)),
                 request,
             },
-            Routed::Unknown => Command::UnknownCommand {
+            Routed::Command(..) | Routed::Unknown => Command::UnknownCommand {
                 channel: Channel::Ussd,
                 request,
             },

@@ -271,6 +271,16 @@ impl Server {
             s.batches.load(Ordering::Relaxed),
         )
     }
+
+    /// Send one engine request through the server's one queue, ordered and
+    /// committed with the traffic like any other (the replay tool's
+    /// operator steps in `--wire` mode).
+    pub async fn execute(
+        &self,
+        request: crate::gateway::Request,
+    ) -> Result<crate::engine::Applied, queue::QueueError> {
+        self.shared.engine.execute(request).await
+    }
 }
 
 async fn accept_loop(

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use std::sync::atomic::Ordering;
 
@@ -59,8 +59,11 @@ pub struct QueueStats {
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Job>,
-    /// Signalled after every commit that queued an SMS.
-    pub outbox: Arc<Notify>,
+    /// Bumped after every commit that queued an SMS. A watch, not a
+    /// `Notify`: a connection busy writing when the commit lands still sees
+    /// the change at its next `changed()`, so no SMS waits for the retry
+    /// tick.
+    pub outbox: Arc<watch::Sender<u64>>,
     pub stats: Arc<QueueStats>,
 }
 
@@ -101,7 +104,7 @@ impl Committer {
         queue_max: usize,
     ) -> (Committer, EngineHandle) {
         let (tx, mut rx) = mpsc::channel::<Job>(queue_max.max(1));
-        let outbox = Arc::new(Notify::new());
+        let outbox = Arc::new(watch::Sender::new(0u64));
         let stats = Arc::new(QueueStats::default());
         let handle = EngineHandle {
             tx,
@@ -157,7 +160,7 @@ impl Committer {
                                 }
                             }
                             if queued {
-                                outbox.notify_waiters();
+                                outbox.send_modify(|n| *n = n.wrapping_add(1));
                             }
                         }
                         Err(e) => {
