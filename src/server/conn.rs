@@ -538,15 +538,16 @@ impl Conn {
         let shared = self.shared.clone();
         if failed {
             // Released for a later retry (the retry tick re-reads the outbox).
-            shared.unlock_outbox(id);
+            shared.unlock_outbox(id, false);
             return;
         }
         // Every part acknowledged: remove it durably, then release the lock.
         tokio::spawn(async move {
-            if let Err(e) = shared.engine.dequeue(id).await {
+            let removed = shared.engine.dequeue(id).await;
+            if let Err(e) = &removed {
                 tracing::error!(id, error = %e, "outbox removal failed");
             }
-            shared.unlock_outbox(id);
+            shared.unlock_outbox(id, removed.is_ok());
         });
     }
 
@@ -572,7 +573,7 @@ impl Conn {
                 .map(|mt| self.mt_pdu(mt))
                 .collect();
             let Some(pdus) = pdus.filter(|p| !p.is_empty()) else {
-                self.shared.unlock_outbox(id);
+                self.shared.unlock_outbox(id, false);
                 continue;
             };
             self.outbox.insert(

@@ -79,6 +79,10 @@ pub enum ServeError {
     Config(String),
 }
 
+/// Backoff for an outbox SMS the network refused.
+const OUTBOX_RETRY_MIN: Duration = Duration::from_secs(1);
+const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(600);
+
 /// Delivery receipts remembered (MT message_id → message_state), newest kept.
 const RECEIPTS_MAX: usize = 10_000;
 
@@ -93,6 +97,8 @@ pub(crate) struct Shared {
     routing: Routing,
     smpp: SmppConfig,
     outbox_locks: Mutex<HashSet<u64>>,
+    /// Outbox ids the network refused: failures so far and when to try again.
+    outbox_retry: Mutex<HashMap<u64, (u32, std::time::Instant)>>,
     started: std::time::Instant,
     message_ids: AtomicU64,
     receipts: Mutex<HashMap<String, Option<u8>>>,
@@ -111,14 +117,39 @@ impl Shared {
         format!("{:x}", self.message_ids.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Claim outbox entry `id` for sending: false when another link has it,
+    /// or when it failed recently and its backoff has not run out.
     fn lock_outbox(&self, id: u64) -> bool {
+        let retry = self.outbox_retry.lock().unwrap_or_else(|e| e.into_inner());
+        if retry
+            .get(&id)
+            .is_some_and(|(_, next)| std::time::Instant::now() < *next)
+        {
+            return false;
+        }
         self.outbox_locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id)
     }
 
-    fn unlock_outbox(&self, id: u64) {
+    /// Release `id`; `delivered` or not, which sets its retry backoff.
+    fn unlock_outbox(&self, id: u64, delivered: bool) {
+        {
+            let mut retry = self.outbox_retry.lock().unwrap_or_else(|e| e.into_inner());
+            if delivered {
+                retry.remove(&id);
+            } else {
+                // Never dropped (no SMS is lost), but a message the network
+                // keeps refusing is retried less and less often: 2 s doubling
+                // to 10 min.
+                let failures = retry.get(&id).map_or(0, |(n, _)| *n) + 1;
+                let pause = OUTBOX_RETRY_MIN
+                    .saturating_mul(1 << failures.min(9))
+                    .min(OUTBOX_RETRY_MAX);
+                retry.insert(id, (failures, std::time::Instant::now() + pause));
+            }
+        }
         self.outbox_locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -201,6 +232,7 @@ impl Server {
             routing,
             smpp: config.smpp.clone(),
             outbox_locks: Mutex::new(HashSet::new()),
+            outbox_retry: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
             message_ids: AtomicU64::new(1),
             receipts: Mutex::new(HashMap::new()),
