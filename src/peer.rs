@@ -54,8 +54,9 @@ pub enum PeerEvent {
     Closed(String),
 }
 
-/// One TCP connection under a session.
-struct Link {
+/// One TCP connection under a session: what both peers share
+/// ([`EsmePeer`] and [`McPeer`] dereference to it).
+pub struct Link {
     stream: TcpStream,
     session: Session,
     events: VecDeque<PeerEvent>,
@@ -210,7 +211,8 @@ impl Link {
         }
     }
 
-    async fn send(&mut self, pdu: Pdu) -> Result<u32, PeerError> {
+    /// Send a request (e.g. `mo.to_submit_sm()`); its response comes as an event.
+    pub async fn send(&mut self, pdu: Pdu) -> Result<u32, PeerError> {
         let seq = self
             .session
             .send_request(Instant::now().into_std(), pdu)
@@ -219,7 +221,8 @@ impl Link {
         Ok(seq)
     }
 
-    async fn next_event(&mut self, timeout: Duration) -> Result<PeerEvent, PeerError> {
+    /// The next event, waiting at most `timeout`.
+    pub async fn next_event(&mut self, timeout: Duration) -> Result<PeerEvent, PeerError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(ev) = self.events.pop_front() {
@@ -237,7 +240,7 @@ impl Link {
 
     /// The first event (queued or still to come) that `want` accepts;
     /// events it skips stay queued, in order, for later calls.
-    async fn wait_for(
+    pub async fn wait_for(
         &mut self,
         timeout: Duration,
         mut want: impl FnMut(&PeerEvent) -> bool,
@@ -317,43 +320,6 @@ impl EsmePeer {
         Ok(EsmePeer { link })
     }
 
-    /// Send a request (e.g. `mo.to_submit_sm()`); its response comes as an event.
-    pub async fn send(&mut self, pdu: Pdu) -> Result<u32, PeerError> {
-        self.link.send(pdu).await
-    }
-
-    pub async fn next_event(&mut self, timeout: Duration) -> Result<PeerEvent, PeerError> {
-        self.link.next_event(timeout).await
-    }
-
-    /// Collect events until `want` says stop or `timeout` passes.
-    pub async fn collect_until(
-        &mut self,
-        timeout: Duration,
-        mut want: impl FnMut(&[PeerEvent]) -> bool,
-    ) -> Vec<PeerEvent> {
-        let deadline = Instant::now() + timeout;
-        let mut got = Vec::new();
-        while !want(&got) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_event(left).await {
-                Ok(ev) => got.push(ev),
-                Err(_) => break,
-            }
-        }
-        got
-    }
-
-    /// The first event `want` accepts, queued or still to come; the events
-    /// it skips stay queued for later calls.
-    pub async fn wait_for(
-        &mut self,
-        timeout: Duration,
-        want: impl FnMut(&PeerEvent) -> bool,
-    ) -> Result<PeerEvent, PeerError> {
-        self.link.wait_for(timeout, want).await
-    }
-
     pub async fn unbind(mut self) -> Result<(), PeerError> {
         self.link.unbind(HANDSHAKE).await
     }
@@ -366,17 +332,6 @@ impl EsmePeer {
             Some(CloseReason::LocalUnbind) => Ok(self.link.stream),
             other => Err(PeerError::Closed(format!("no unbind_resp: {other:?}"))),
         }
-    }
-
-    /// Write raw bytes past the session (malformed PDUs for tests); the
-    /// gateway's answers still come back as events.
-    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), PeerError> {
-        self.link.stream.write_all(bytes).await?;
-        Ok(())
-    }
-
-    pub fn session(&self) -> &Session {
-        &self.link.session
     }
 }
 
@@ -432,29 +387,6 @@ pub struct McPeer {
 }
 
 impl McPeer {
-    pub async fn send(&mut self, pdu: Pdu) -> Result<u32, PeerError> {
-        self.link.send(pdu).await
-    }
-
-    pub async fn next_event(&mut self, timeout: Duration) -> Result<PeerEvent, PeerError> {
-        self.link.next_event(timeout).await
-    }
-
-    /// See [`EsmePeer::wait_for`].
-    pub async fn wait_for(
-        &mut self,
-        timeout: Duration,
-        want: impl FnMut(&PeerEvent) -> bool,
-    ) -> Result<PeerEvent, PeerError> {
-        self.link.wait_for(timeout, want).await
-    }
-
-    /// With `false`, submit_sm from the gateway are reported but not
-    /// answered (to drop the link before acknowledging them).
-    pub fn set_auto_ack(&mut self, on: bool) {
-        self.link.auto_ack = on;
-    }
-
     /// Drop the TCP connection without unbinding (a link failure).
     pub fn drop_link(self) {}
 
@@ -462,6 +394,61 @@ impl McPeer {
         self.link.unbind(HANDSHAKE).await
     }
 }
+
+impl Link {
+    /// Collect events until `want` says stop or `timeout` passes.
+    pub async fn collect_until(
+        &mut self,
+        timeout: Duration,
+        mut want: impl FnMut(&[PeerEvent]) -> bool,
+    ) -> Vec<PeerEvent> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while !want(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event(left).await {
+                Ok(ev) => got.push(ev),
+                Err(_) => break,
+            }
+        }
+        got
+    }
+
+    /// With `false`, incoming messages are reported but not answered (to
+    /// drop the link before acknowledging them).
+    pub fn set_auto_ack(&mut self, on: bool) {
+        self.auto_ack = on;
+    }
+
+    /// Write raw bytes past the session (malformed PDUs for tests); the
+    /// gateway's answers still come back as events.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), PeerError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+macro_rules! deref_to_link {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = Link;
+            fn deref(&self) -> &Link {
+                &self.link
+            }
+        }
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut Link {
+                &mut self.link
+            }
+        }
+    };
+}
+deref_to_link!(EsmePeer);
+deref_to_link!(McPeer);
 
 /// A USSD request as the network sends it: PSSR indication from `msisdn`.
 pub fn ussd_request(msisdn: &str, text: &str, session_info: u16) -> MtMessage {
