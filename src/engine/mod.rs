@@ -12,7 +12,8 @@
 //! Decisions where the spec is silent (also listed in the README):
 //! - Leaving a block puts a monthly account in the unpaid period (R2) only
 //!   when its paid period has run out (`next_charge` ≤ today); a daily
-//!   account always. The nightly run then charges it (N3).
+//!   account always. The nightly run then charges it (N3) and the new period
+//!   starts that night, so days spent blocked are not paid for.
 //! - N1 falling short of both the monthly and the daily fee puts a financial
 //!   block on the account, as N2 does.
 //! - Switching to daily billing drops the saved package (U2: it stops at the
@@ -683,7 +684,8 @@ impl Engine {
         let package = plan.package;
         let monthly = effective_fee(fees.monthly_fee, a.discount_pct);
         let daily = fees.daily_fee;
-        let due = a.unpaid || a.billing == Billing::Daily || a.next_charge <= n;
+        let leaving_unpaid = a.unpaid;
+        let due = leaving_unpaid || a.billing == Billing::Daily || a.next_charge <= n;
         // N3: the nightly run is what ends the unpaid period.
         a.unpaid = false;
         if !due {
@@ -693,8 +695,10 @@ impl Engine {
             return Ok(());
         }
         if a.balance >= monthly {
-            // N1 (or N2's way back): one monthly charge, next anchor after n.
-            let (from, next) = if a.billing == Billing::Daily {
+            // N1: one monthly charge, next anchor after n. Coming back from
+            // daily billing (N2) or out of a block (N3), the period restarts
+            // on n: the subscriber does not pay for days spent blocked.
+            let (from, next) = if a.billing == Billing::Daily || leaving_unpaid {
                 let anchor = chrono::Datelike::day(&n);
                 a.anchor_day = anchor;
                 (n, calendar::next_anchor_after(n, anchor))

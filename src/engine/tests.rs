@@ -750,8 +750,12 @@ fn n3_unpaid_period_after_unblock_ends_with_the_nightly_charge() {
     let paid = run(&e, &un, nightly("2026-11-23"), "2026-11-23T00:00:00+03:00");
     let s = paid.state.as_ref().unwrap();
     assert!(!s.account.unpaid);
-    assert_eq!(statements(&paid)[0].amount, dec("-550.00"));
-    assert_eq!(s.account.next_charge, date("2026-12-05"));
+    let line = statements(&paid)[0];
+    assert_eq!(line.amount, dec("-550.00"));
+    // The period restarts on the night it is paid, not back on Nov 5.
+    assert_eq!(line.period_from, Some(date("2026-11-23")));
+    assert_eq!(s.account.next_charge, date("2026-12-23"));
+    assert_eq!(s.account.anchor_day, 23);
     let mut rich = s.clone();
     rich.account.balance = dec("1000.00");
     assert_eq!(

@@ -758,6 +758,16 @@ pub fn parse(
         Some(s) if cx.problems.is_empty() => Ok(s),
         _ => {
             let mut problems = cx.problems;
+            if problems.is_empty() {
+                // Every path that gives up names its problem; this is a net.
+                problems.push(FixtureProblem {
+                    line: None,
+                    column: None,
+                    step: None,
+                    key: None,
+                    message: "the scenario could not be resolved".into(),
+                });
+            }
             problems.truncate(MAX_PROBLEMS);
             Err(FixtureError {
                 file: file.to_string(),
@@ -901,7 +911,14 @@ impl Checker<'_> {
             .timezone
             .as_ref()
             .unwrap_or(&catalog.timezone);
-        let tz: chrono_tz::Tz = zone.parse().ok()?;
+        let Ok(tz) = zone.parse::<chrono_tz::Tz>() else {
+            self.problem(
+                top,
+                "catalog.timezone",
+                format!("{zone:?} is not a known time zone"),
+            );
+            return None;
+        };
         let accounts = self.accounts(file, base, &raw, &catalog);
 
         let default_msisdn = match (&raw.msisdn, &accounts) {
@@ -1387,9 +1404,6 @@ impl Checker<'_> {
             },
         };
         let (kind, messages) = if let Some(r) = &s.receipt {
-            if s.sms.is_some() || s.ussd.is_some() {
-                return None;
-            }
             let id = r.message_id.clone().unwrap_or_else(|| "1".into());
             let text = r.text.clone().unwrap_or_else(|| {
                 format!(

@@ -169,10 +169,8 @@ fn expectations(step: &super::fixture::Step, a: &Actual, written: Option<&RawExp
 }
 
 fn path_text(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
+    // Forward slashes on every platform, so fixtures travel between machines.
+    p.to_string_lossy().replace('\\', "/")
 }
 
 /// An absolute, `..`-free form of `p` (the real path when it exists).
