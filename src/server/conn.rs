@@ -23,8 +23,7 @@ use shortcode_protocol::smpp::{
     MoMessage, MtMessage, Pdu, Role, Session, SessionError, State,
 };
 use shortcode_protocol::text;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -66,8 +65,9 @@ const DRAIN_MAX: Duration = Duration::from_secs(10);
 const OUTBOX_BATCH: usize = 32;
 /// Retry pause for outbox entries that failed or found no window.
 const OUTBOX_RETRY: Duration = Duration::from_secs(2);
-/// Octets read without waiting when shutdown starts (see `read_buffered`).
-const READ_BUFFERED_MAX: usize = 64 * 1024;
+/// How long a draining link keeps reading before it unbinds, so requests
+/// already on the wire are answered rather than cut off by our unbind.
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
 
 /// How a connection ended.
 pub(crate) struct ConnEnd {
@@ -75,13 +75,18 @@ pub(crate) struct ConnEnd {
     pub(crate) was_bound: bool,
 }
 
-pub(crate) struct Conn {
+/// The byte stream a connection runs over: TCP today; a TLS stream wraps
+/// the TCP one without touching anything else here.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+pub(crate) struct Conn<S> {
     id: u64,
     routed_tx: mpsc::UnboundedSender<MtMessage>,
     routed_rx: mpsc::UnboundedReceiver<MtMessage>,
     shared: Arc<Shared>,
     session: Session,
-    stream: TcpStream,
+    stream: S,
     peer: String,
     /// MT PDUs waiting for room in the session's send window.
     pending_mt: VecDeque<(Pdu, MtPurpose)>,
@@ -92,17 +97,13 @@ pub(crate) struct Conn {
     done_rx: mpsc::UnboundedReceiver<Done>,
     draining: bool,
     drain_deadline: Option<Instant>,
+    unbind_after: Option<Instant>,
     last_rx: Instant,
     bound_mode: Option<BindMode>,
 }
 
-impl Conn {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        session: Session,
-        stream: TcpStream,
-        peer: String,
-    ) -> Conn {
+impl<S: Transport> Conn<S> {
+    pub(crate) fn new(shared: Arc<Shared>, session: Session, stream: S, peer: String) -> Conn<S> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (routed_tx, routed_rx) = mpsc::unbounded_channel();
         Conn {
@@ -123,6 +124,7 @@ impl Conn {
             done_rx,
             draining: false,
             drain_deadline: None,
+            unbind_after: None,
             last_rx: Instant::now(),
             bound_mode: None,
         }
@@ -177,13 +179,16 @@ impl Conn {
             }
             if (server_gone || *shutdown.borrow()) && !self.draining {
                 self.draining = true;
-                self.drain_deadline = Some(Instant::now() + DRAIN_MAX);
-                // What the peer sent before we stop is answered (throttled
-                // if new), not left behind our unbind unanswered.
-                self.read_buffered(&mut buf);
+                let now = Instant::now();
+                self.drain_deadline = Some(now + DRAIN_MAX);
+                // What the peer sent before we stop is still read and
+                // answered (throttled if new) during a short quiet period,
+                // not left behind our unbind unanswered.
+                self.unbind_after = Some(now + DRAIN_QUIET);
                 continue;
             }
-            if self.draining && self.drained() {
+            let quiet = self.unbind_after.is_none_or(|t| Instant::now() >= t);
+            if self.draining && quiet && self.drained() {
                 let state = self.session.state();
                 if state.is_bound() || state == State::Open {
                     // Bound: unbind and wait for unbind_resp. Open (no bind
@@ -198,6 +203,7 @@ impl Conn {
                 .map(Instant::from_std)
                 .into_iter()
                 .chain(self.drain_deadline)
+                .chain(self.unbind_after.filter(|t| *t > Instant::now()))
                 .chain(Some(self.last_rx + idle))
                 .min()
                 .unwrap_or_else(|| Instant::now() + idle);
@@ -248,63 +254,6 @@ impl Conn {
         self.in_flight == 0
             && (!self.session.state().is_bound()
                 || (self.pending_mt.is_empty() && self.sent_mt.is_empty()))
-    }
-
-    /// Feed the session what the peer has already sent, without waiting.
-    ///
-    /// Used when shutdown starts: requests already in our socket buffer get
-    /// an answer before our unbind goes out. tokio's `try_read` only reads
-    /// when the reactor has seen the socket readable, which may lag; a
-    /// duplicate of the (non-blocking) descriptor reads what is there.
-    #[cfg(unix)]
-    fn read_buffered(&mut self, buf: &mut [u8]) {
-        use std::io::Read;
-        use std::os::fd::AsFd;
-        let Ok(fd) = self.stream.as_fd().try_clone_to_owned() else {
-            return;
-        };
-        let mut dup = std::net::TcpStream::from(fd);
-        self.feed_buffered(buf, |b| dup.read(b));
-    }
-
-    #[cfg(not(unix))]
-    fn read_buffered(&mut self, buf: &mut [u8]) {
-        let mut total = 0;
-        while total < READ_BUFFERED_MAX {
-            match self.stream.try_read(buf) {
-                Ok(n) if n > 0 => {
-                    total += n;
-                    let now = Instant::now();
-                    self.last_rx = now;
-                    self.session.handle_input(now.into_std(), &buf[..n]);
-                }
-                _ => break,
-            }
-        }
-    }
-
-    #[cfg(unix)]
-    fn feed_buffered(
-        &mut self,
-        buf: &mut [u8],
-        mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
-    ) {
-        let mut total = 0;
-        while total < READ_BUFFERED_MAX {
-            match read(buf) {
-                // EOF is left for the select's read to see.
-                Ok(0) => break,
-                Ok(n) => {
-                    total += n;
-                    let now = Instant::now();
-                    self.last_rx = now;
-                    self.session.handle_input(now.into_std(), &buf[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                // WouldBlock: nothing more for now.
-                Err(_) => break,
-            }
-        }
     }
 
     /// Handle queued events, then write queued PDUs. `Some(reason)` when
