@@ -4,26 +4,20 @@
 
 mod common;
 
-use std::time::Duration;
+use common::{
+    balance, into_mt, is_response_to, monthly_fees, msisdn, sms_from_9290, status_of, WAIT,
+};
 
-use rust_decimal::Decimal;
 use shortcode_gw::config::{Config, ConnectConfig};
-use shortcode_gw::engine::model::StatementKind;
 use shortcode_gw::peer::{
     mt_text, sms_parts, ussd_request, McListener, McPeer, PeerError, PeerEvent,
 };
-use shortcode_protocol::segment;
-use shortcode_protocol::smpp::{CommandId, CommandStatus, MoMessage, MtMessage};
+use shortcode_protocol::smpp::{CommandId, CommandStatus, MtMessage};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-const WAIT: Duration = Duration::from_secs(5);
 const SYSTEM_ID: &str = "gw";
 const PASSWORD: &str = "secret";
-
-fn msisdn(i: u64) -> String {
-    (79_000_000_000 + i).to_string()
-}
 
 fn esme_config(addr: String) -> Config {
     Config {
@@ -65,24 +59,6 @@ async fn stop(mut gw: common::Gw, mut peer: McPeer) {
         .unwrap();
 }
 
-fn is_response_to(seq: u32) -> impl Fn(&PeerEvent) -> bool {
-    move |e| matches!(e, PeerEvent::Response { seq: s, .. } if *s == seq)
-}
-
-fn status_of(ev: &PeerEvent) -> CommandStatus {
-    match ev {
-        PeerEvent::Response { status, .. } => *status,
-        other => panic!("not a response: {other:?}"),
-    }
-}
-
-fn into_mt(ev: PeerEvent) -> MoMessage {
-    match ev {
-        PeerEvent::Mt(m) => m,
-        other => panic!("not a message: {other:?}"),
-    }
-}
-
 /// Deliver `mo` to the gateway; the status of its deliver_sm_resp.
 async fn deliver(peer: &mut McPeer, mo: &MtMessage) -> CommandStatus {
     let seq = peer.send(mo.to_deliver_sm().unwrap()).await.unwrap();
@@ -94,55 +70,6 @@ async fn deliver(peer: &mut McPeer, mo: &MtMessage) -> CommandStatus {
         other => panic!("{other:?}"),
     }
     status_of(&resp)
-}
-
-/// Every part of the next SMS from 9290 to `to` (submit_sm), reassembled.
-async fn sms_from_9290(peer: &mut McPeer, to: &str) -> (usize, String) {
-    let is_sms_to = |to: String| {
-        move |e: &PeerEvent| {
-            matches!(e, PeerEvent::Mt(m)
-                if m.source_addr == "9290" && m.dest_addr == to && m.ussd_service_op.is_none())
-        }
-    };
-    let first = into_mt(
-        peer.wait_for(WAIT, is_sms_to(to.to_string()))
-            .await
-            .expect("an SMS from 9290"),
-    );
-    let concat = |m: &MoMessage| {
-        m.has_udh()
-            .then(|| segment::split_udh(&m.payload).ok()?.0.concat)
-            .flatten()
-    };
-    let Some(c) = concat(&first) else {
-        return (1, mt_text(&first));
-    };
-    let mut parts = vec![(c.seq, mt_text(&first))];
-    while parts.len() < usize::from(c.total) {
-        let m = into_mt(
-            peer.wait_for(WAIT, is_sms_to(to.to_string()))
-                .await
-                .expect("the next part"),
-        );
-        let p = concat(&m).expect("a part of the same message");
-        assert_eq!((p.reference, p.total), (c.reference, c.total));
-        parts.push((p.seq, mt_text(&m)));
-    }
-    parts.sort();
-    (parts.len(), parts.into_iter().map(|(_, t)| t).collect())
-}
-
-fn monthly_fees(gw: &common::Gw, who: &str) -> usize {
-    gw.store
-        .statement(who)
-        .unwrap()
-        .iter()
-        .filter(|l| l.kind == StatementKind::MonthlyFee)
-        .count()
-}
-
-fn balance(gw: &common::Gw, who: &str) -> Decimal {
-    gw.store.account(who).unwrap().unwrap().account.balance
 }
 
 /// USSD over the bind: the answer is a submit_sm in the same session.

@@ -6,10 +6,14 @@
 
 mod common;
 
+use common::{
+    balance, into_mt, is_response_to, monthly_fees, msisdn, sms_from_9290, status_of, WAIT,
+};
+
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use shortcode_gw::engine::model::{Outcome, StatementKind};
+use shortcode_gw::engine::model::Outcome;
 use shortcode_gw::engine::texts::Texts;
 use shortcode_gw::peer::{mt_text, sms_parts, ussd_request, EsmePeer, PeerError, PeerEvent};
 use shortcode_gw::store::{self, StoreKind};
@@ -20,40 +24,16 @@ use shortcode_protocol::smpp::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const WAIT: Duration = Duration::from_secs(5);
-
 /// Raw PDUs start their sequence numbers here, far from the session's own.
 const RAW_SEQ: u32 = 0x4000_0000;
 
-fn msisdn(i: u64) -> String {
-    (79_000_000_000 + i).to_string()
-}
-
 /// A number no account has (R0).
 const STRANGER: &str = "79990000000";
-
-fn is_response_to(seq: u32) -> impl Fn(&PeerEvent) -> bool {
-    move |e| matches!(e, PeerEvent::Response { seq: s, .. } if *s == seq)
-}
-
-fn status_of(ev: &PeerEvent) -> CommandStatus {
-    match ev {
-        PeerEvent::Response { status, .. } => *status,
-        other => panic!("not a response: {other:?}"),
-    }
-}
 
 fn command_of(ev: &PeerEvent) -> CommandId {
     match ev {
         PeerEvent::Response { command_id, .. } => *command_id,
         other => panic!("not a response: {other:?}"),
-    }
-}
-
-fn into_mt(ev: PeerEvent) -> MoMessage {
-    match ev {
-        PeerEvent::Mt(m) => m,
-        other => panic!("not a message: {other:?}"),
     }
 }
 
@@ -85,55 +65,6 @@ async fn dial(
     );
     assert_eq!(answer.dest_addr, from, "answer goes to the dialler");
     (status_of(&resp), answer)
-}
-
-/// Every part of the next SMS from 9290 to `to`, reassembled.
-async fn sms_from_9290(peer: &mut EsmePeer, to: &str) -> (usize, String) {
-    let is_sms_to = |to: String| {
-        move |e: &PeerEvent| {
-            matches!(e, PeerEvent::Mt(m)
-                if m.source_addr == "9290" && m.dest_addr == to && m.ussd_service_op.is_none())
-        }
-    };
-    let first = into_mt(
-        peer.wait_for(WAIT, is_sms_to(to.to_string()))
-            .await
-            .expect("an SMS from 9290"),
-    );
-    let concat = |m: &MoMessage| {
-        m.has_udh()
-            .then(|| segment::split_udh(&m.payload).ok()?.0.concat)
-            .flatten()
-    };
-    let Some(c) = concat(&first) else {
-        return (1, mt_text(&first));
-    };
-    let mut parts = vec![(c.seq, mt_text(&first))];
-    while parts.len() < usize::from(c.total) {
-        let m = into_mt(
-            peer.wait_for(WAIT, is_sms_to(to.to_string()))
-                .await
-                .expect("the next part"),
-        );
-        let p = concat(&m).expect("a part of the same message");
-        assert_eq!((p.reference, p.total), (c.reference, c.total));
-        parts.push((p.seq, mt_text(&m)));
-    }
-    parts.sort();
-    (parts.len(), parts.into_iter().map(|(_, t)| t).collect())
-}
-
-fn monthly_fees(gw: &common::Gw, who: &str) -> usize {
-    gw.store
-        .statement(who)
-        .unwrap()
-        .iter()
-        .filter(|l| l.kind == StatementKind::MonthlyFee)
-        .count()
-}
-
-fn balance(gw: &common::Gw, who: &str) -> Decimal {
-    gw.store.account(who).unwrap().unwrap().account.balance
 }
 
 async fn stop(gw: common::Gw, peer: EsmePeer) {
