@@ -10,7 +10,7 @@
 use std::hint::black_box;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use shortcode_gw::data::demo;
 use shortcode_gw::engine::model::{AccountState, Channel, Outcome};
 use shortcode_gw::engine::{Command, Engine, EngineConfig};
@@ -26,7 +26,11 @@ fn setup() -> (Engine, Vec<AccountState>, Vec<Command>, DateTime<Utc>) {
         .collect();
     let commands = (0..ACCOUNTS)
         .map(|i| Command::Renew {
-            channel: if i % 5 == 4 { Channel::Sms } else { Channel::Ussd },
+            channel: if i % 5 == 4 {
+                Channel::Sms
+            } else {
+                Channel::Ussd
+            },
             request: "*929#".into(),
             dedup_key: Some(format!("ussd|{}|*929#|{i}||", states[i].account.msisdn)),
         })
@@ -81,4 +85,30 @@ fn renew(c: &mut Criterion) {
 }
 
 criterion_group!(benches, renew);
-criterion_main!(benches);
+
+/// `ENGINE_ITERS=N cargo bench --bench engine` (or the bench binary under
+/// `valgrind --tool=callgrind`): run N × 1024 decisions without criterion,
+/// so instruction counts per decision can be compared on a noisy machine.
+fn main() {
+    if let Some(n) = std::env::var("ENGINE_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let (engine, states, commands, now) = setup();
+        let mut renewed = 0usize;
+        for _ in 0..n {
+            for (st, cmd) in states.iter().zip(&commands) {
+                let a = engine
+                    .apply(&st.account.msisdn, Some(black_box(st)), cmd, now)
+                    .expect("renew never errors");
+                renewed += usize::from(a.outcome == Outcome::Renewed);
+            }
+        }
+        println!("{} decisions, {renewed} renewed", n * ACCOUNTS);
+        return;
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

@@ -26,7 +26,10 @@ fn parse(c: &mut Criterion) {
 
 fn route(c: &mut Criterion) {
     let mut router = UssdRouter::new();
-    for (i, code) in ["*929#", "*100#", "*111#", "*102#", "*555#"].iter().enumerate() {
+    for (i, code) in ["*929#", "*100#", "*111#", "*102#", "*555#"]
+        .iter()
+        .enumerate()
+    {
         router.add(code, i).expect("valid code");
     }
     let mut group = c.benchmark_group("ussd_route");

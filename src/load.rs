@@ -39,10 +39,12 @@
 //!
 //! Without `rate`, each connection sends as fast as answers come back,
 //! keeping `window` outstanding (closed loop: the maximum rate). With
-//! `rate`, requests are scheduled at `rate/connections` per connection and
-//! latency is measured from the *scheduled* send instant, so a stalled
-//! server is not hidden by the generator waiting for it (no coordinated
-//! omission); `window` still caps what is outstanding.
+//! `rate`, requests are scheduled at `rate/connections` per connection;
+//! `window` still caps what is outstanding. Latency is always MO sent →
+//! final answer received; with `rate` the report adds `latency_scheduled`,
+//! measured from the *scheduled* send instant, so a stalled server is not
+//! hidden by the generator waiting for it (coordinated omission). That one
+//! includes the pacing timer's slack (tokio timers tick in milliseconds).
 //!
 //! # Bulk generation
 //!
@@ -197,6 +199,8 @@ pub struct LoadReport {
     pub latency_all: Latency,
     pub latency_ussd: Latency,
     pub latency_sms: Latency,
+    /// With `rate`: all requests, from the scheduled send instant.
+    pub latency_scheduled: Option<Latency>,
     /// Completed requests by outcome (gateway: read from the USSD answer's
     /// text; SMS requests are `SMS_ACCEPTED`, their outcome arrives in the
     /// answer SMS, counted under `notices`). Echo mode: `ECHO_OK`.
@@ -224,7 +228,17 @@ impl LoadReport {
     /// A short human summary (the JSON report has everything).
     pub fn summary(&self) -> String {
         let l = &self.latency_all;
-        format!(
+        let scheduled = self
+            .latency_scheduled
+            .as_ref()
+            .map(|s| {
+                format!(
+                    "; from the schedule p50 {} us p99 {} us",
+                    s.p50_us, s.p99_us
+                )
+            })
+            .unwrap_or_default();
+        let line = format!(
             "{mode:?} {addr}: {conns}x{win} sent {sent} answered {ans} failed {failed} in {el:.2} s = {rps:.0} req/s; \
              latency p50 {p50} us p90 {p90} us p99 {p99} us p99.9 {p999} us max {max} us",
             mode = self.mode,
@@ -241,7 +255,8 @@ impl LoadReport {
             p99 = l.p99_us,
             p999 = l.p999_us,
             max = l.max_us,
-        )
+        );
+        line + &scheduled
     }
 }
 
@@ -309,8 +324,10 @@ impl Classifier {
 
 /// A request waiting for its answer(s).
 struct Pending {
-    /// Scheduled (rate mode) or actual send instant.
+    /// When the MO was written.
     start: Instant,
+    /// When it was due (rate mode); `start` otherwise.
+    scheduled: Instant,
     ussd: bool,
     key: u32,
 }
@@ -325,6 +342,7 @@ struct Tally {
     all: Histogram<u64>,
     ussd: Histogram<u64>,
     sms: Histogram<u64>,
+    scheduled: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     notices: BTreeMap<String, u64>,
@@ -343,6 +361,7 @@ impl Tally {
             all: new_histogram(),
             ussd: new_histogram(),
             sms: new_histogram(),
+            scheduled: new_histogram(),
             outcomes: BTreeMap::new(),
             errors: BTreeMap::new(),
             notices: BTreeMap::new(),
@@ -359,6 +378,8 @@ impl Tally {
     fn done(&mut self, p: &Pending, outcome: &str, now: Instant) {
         let us = now.saturating_duration_since(p.start).as_micros() as u64;
         let us = us.max(1);
+        let since_due = now.saturating_duration_since(p.scheduled).as_micros() as u64;
+        self.scheduled.saturating_record(since_due.max(1));
         self.all.saturating_record(us);
         if p.ussd {
             self.ussd.saturating_record(us);
@@ -379,6 +400,7 @@ impl Tally {
         let _ = self.all.add(&o.all);
         let _ = self.ussd.add(&o.ussd);
         let _ = self.sms.add(&o.sms);
+        let _ = self.scheduled.add(&o.scheduled);
         for (mine, theirs) in [
             (&mut self.outcomes, o.outcomes),
             (&mut self.errors, o.errors),
@@ -498,6 +520,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         latency_all: Latency::of(&total.all),
         latency_ussd: Latency::of(&total.ussd),
         latency_sms: Latency::of(&total.sms),
+        latency_scheduled: cfg.rate.map(|_| Latency::of(&total.scheduled)),
         outcomes: total.outcomes,
         errors: total.errors,
         notices: total.notices,
@@ -515,14 +538,16 @@ pub async fn run_in_process(
     batch_max: usize,
 ) -> Result<LoadReport, Box<dyn std::error::Error>> {
     use crate::config::{Config, ListenConfig, PeerConfig};
-    let mut config = Config::default();
-    config.listen = Some(ListenConfig {
-        addr: "127.0.0.1:0".parse()?,
-        peers: vec![PeerConfig {
-            system_id: cfg.system_id.clone(),
-            password: cfg.password.clone(),
-        }],
-    });
+    let mut config = Config {
+        listen: Some(ListenConfig {
+            addr: "127.0.0.1:0".parse()?,
+            peers: vec![PeerConfig {
+                system_id: cfg.system_id.clone(),
+                password: cfg.password.clone(),
+            }],
+        }),
+        ..Config::default()
+    };
     config.smpp.window_max = config.smpp.window_max.max(cfg.window);
     config.smpp.batch_max = batch_max.max(1);
     let gateway = Gateway::open(store, crate::engine::EngineConfig::default())?;
@@ -720,15 +745,21 @@ impl Link {
                                 early.insert(key, outcome);
                             }
                         } else {
-                            let body = if mo.has_udh() {
-                                shortcode_protocol::segment::split_udh(&mo.payload)
-                                    .map(|(_, rest)| rest)
-                                    .unwrap_or(&mo.payload)
-                            } else {
-                                &mo.payload
+                            let (body, later_part) = match mo.has_udh() {
+                                true => match shortcode_protocol::segment::split_udh(&mo.payload) {
+                                    Ok((udh, rest)) => {
+                                        (rest, udh.concat.is_some_and(|c| c.seq > 1))
+                                    }
+                                    Err(_) => (&mo.payload[..], false),
+                                },
+                                false => (&mo.payload[..], false),
                             };
-                            let text = text::decode_short_message(mo.data_coding, body);
-                            let outcome = plan.classifier.classify(&text);
+                            let outcome = if later_part {
+                                "(part 2+ of a long SMS)"
+                            } else {
+                                let text = text::decode_short_message(mo.data_coding, body);
+                                plan.classifier.classify(&text)
+                            };
                             *tally.notices.entry(outcome.into()).or_default() += 1;
                         }
                     }
@@ -800,7 +831,8 @@ impl Link {
                 by_seq.insert(
                     seq,
                     Pending {
-                        start: scheduled,
+                        start: now,
+                        scheduled,
                         ussd: !is_sms,
                         key,
                     },
