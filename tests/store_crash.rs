@@ -101,7 +101,19 @@ fn crash_child_entry() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
-    let store = match open(kind, &dir) {
+    // sled's background flusher may hold the lock for a moment after the
+    // parent's verifying handle drops; a real restart waits the same way.
+    let mut tries = 0;
+    let opened = loop {
+        match open(kind, &dir) {
+            Err(StoreError::Locked { .. }) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
             say(&format!("ERR open: {e}"));

@@ -218,7 +218,14 @@ impl<S: Transport> Conn<S> {
                         }
                     }
                 }
-                Some(done) = self.done_rx.recv() => self.finish(done),
+                Some(done) = self.done_rx.recv() => {
+                    // One commit answers many requests: take all that are
+                    // ready before writing.
+                    self.finish(done);
+                    while let Ok(done) = self.done_rx.try_recv() {
+                        self.finish(done);
+                    }
+                }
                 Some(mt) = self.routed_rx.recv() => self.send_routed(mt),
                 _ = tokio::time::sleep_until(timer) => {
                     let now = Instant::now();
@@ -290,11 +297,18 @@ impl<S: Transport> Conn<S> {
             }
         }
         self.flush_pending_mt();
+        // One write for everything queued: a commit's worth of answers is
+        // one syscall, not one per PDU.
+        let mut out = Vec::new();
         while let Some(bytes) = self.session.poll_transmit() {
-            if self.stream.write_all(&bytes).await.is_err() {
-                self.session.handle_disconnect();
-                break;
+            if out.is_empty() {
+                out = bytes;
+            } else {
+                out.extend_from_slice(&bytes);
             }
+        }
+        if !out.is_empty() && self.stream.write_all(&out).await.is_err() {
+            self.session.handle_disconnect();
         }
         if closed.is_some() {
             let _ = self.stream.shutdown().await;
