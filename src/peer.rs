@@ -223,19 +223,7 @@ impl Link {
 
     /// The next event, waiting at most `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Result<PeerEvent, PeerError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(ev) = self.events.pop_front() {
-                return Ok(ev);
-            }
-            if let Some(r) = &self.closed {
-                return Err(PeerError::Closed(format!("{r:?}")));
-            }
-            if Instant::now() >= deadline {
-                return Err(PeerError::Timeout);
-            }
-            self.turn(deadline).await?;
-        }
+        self.wait_for(timeout, |_| true).await
     }
 
     /// The first event (queued or still to come) that `want` accepts;

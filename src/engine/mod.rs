@@ -210,10 +210,6 @@ impl Engine {
         &self.config
     }
 
-    pub fn timezone(&self) -> Tz {
-        self.tz
-    }
-
     /// The operator-local date of an instant.
     pub fn local_date(&self, now: DateTime<Utc>) -> NaiveDate {
         now.with_timezone(&self.tz).date_naive()

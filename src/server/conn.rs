@@ -348,7 +348,6 @@ impl<S: Transport> Conn<S> {
             MoAction::Respond(status) => self.respond_ok_or(seq, mo.command, status),
             MoAction::Receipt { message_id, state } => {
                 tracing::info!(peer = %self.peer, ?message_id, ?state, "delivery receipt");
-                self.shared.record_receipt(message_id, state);
                 self.respond_ok_or(seq, mo.command, CommandStatus::EsmeRok);
             }
             MoAction::Engine { request, ussd } => {

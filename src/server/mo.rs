@@ -22,8 +22,8 @@
 //!   lost without a trace (G5).
 //! - A malformed UDH does not refuse the SMS: the octets are taken as text.
 //! - Delivery receipts and intermediate notifications (esm_class, or a
-//!   `receipted_message_id`) are never requests: they update the status of
-//!   the MT they report on.
+//!   `receipted_message_id`) are never requests: they are acknowledged and
+//!   logged with the MT's message id and state.
 //! - G4's dedup key is channel, subscriber, content and the PDU's
 //!   references (its_session_info, user_message_reference, the
 //!   concatenation reference). A repeat with no reference inside the window
@@ -50,7 +50,7 @@ use crate::gateway::Request;
 pub enum MoAction {
     /// Answer the PDU with this status now; nothing else happens.
     Respond(CommandStatus),
-    /// A delivery receipt: acknowledge it and record the MT's new state.
+    /// A delivery receipt: acknowledge it and log the MT's new state.
     Receipt {
         message_id: Option<String>,
         state: Option<u8>,

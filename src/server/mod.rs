@@ -83,9 +83,6 @@ pub enum ServeError {
 const OUTBOX_RETRY_MIN: Duration = Duration::from_secs(1);
 const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(600);
 
-/// Delivery receipts remembered (MT message_id → message_state), newest kept.
-const RECEIPTS_MAX: usize = 10_000;
-
 /// Connection id and MT sender of each receiver-capable bind, by system_id.
 type MtRoutes = HashMap<String, Vec<(u64, mpsc::UnboundedSender<MtMessage>)>>;
 
@@ -101,7 +98,6 @@ pub(crate) struct Shared {
     outbox_retry: Mutex<HashMap<u64, (u32, std::time::Instant)>>,
     started: std::time::Instant,
     message_ids: AtomicU64,
-    receipts: Mutex<HashMap<String, Option<u8>>>,
     /// Receiver-capable binds by peer system_id, for answers to a request
     /// that came in on a transmitter-only bind.
     mt_routes: Mutex<MtRoutes>,
@@ -154,15 +150,6 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-    }
-
-    fn record_receipt(&self, message_id: Option<String>, state: Option<u8>) {
-        let Some(id) = message_id else { return };
-        let mut r = self.receipts.lock().unwrap_or_else(|e| e.into_inner());
-        if r.len() >= RECEIPTS_MAX {
-            r.clear();
-        }
-        r.insert(id, state);
     }
 
     fn route_mt(&self, system_id: &str, mt: MtMessage) -> bool {
@@ -235,7 +222,6 @@ impl Server {
             outbox_retry: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
             message_ids: AtomicU64::new(1),
-            receipts: Mutex::new(HashMap::new()),
             mt_routes: Mutex::new(HashMap::new()),
             conn_ids: AtomicU64::new(1),
         });
