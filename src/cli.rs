@@ -510,35 +510,37 @@ fn serve(
     );
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        let stop = shutdown_signal()?;
         let server =
             crate::server::Server::start(gw, &cfg, Arc::new(crate::server::SystemClock)).await?;
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutdown requested: draining");
         server.shutdown().await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
 
-/// ctrl-c or SIGTERM.
-async fn shutdown_signal() {
+/// ctrl-c or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a SIGTERM arriving while the server
+/// starts must drain it, not kill the process with the default action.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
