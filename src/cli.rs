@@ -274,8 +274,14 @@ fn print_json(v: &impl serde::Serialize) -> CliResult {
     Ok(())
 }
 
+/// One-shot commands commit once or in bulk, where a log in front of the
+/// backend saves nothing; any log a crashed `serve` left is replayed first.
 fn open_store(g: &Global) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    Ok(store::open(g.store.unwrap_or_default(), g.data_dir())?)
+    Ok(store::open_with(
+        g.store.unwrap_or_default(),
+        g.data_dir(),
+        false,
+    )?)
 }
 
 fn gateway(g: &Global) -> Result<Gateway, Box<dyn std::error::Error>> {
@@ -485,7 +491,11 @@ fn serve(
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let store = store::open(cfg.store.kind, &cfg.store.data_dir)?;
+    let store = store::open_with(
+        cfg.store.kind,
+        &cfg.store.data_dir,
+        cfg.store.write_ahead_log,
+    )?;
     let now = Utc::now();
     if store.catalog()?.is_none() && store.account_count()? == 0 {
         let catalog = data::demo::demo_catalog();

@@ -33,6 +33,10 @@ pub struct StoreConfig {
     #[serde(deserialize_with = "de_from_str")]
     pub kind: StoreKind,
     pub data_dir: PathBuf,
+    /// Commit through the write-ahead log (`store::wal`): one append and
+    /// one fdatasync per group, checkpointed into the backend in the
+    /// background. `false` makes every group a backend transaction.
+    pub write_ahead_log: bool,
 }
 
 impl Default for StoreConfig {
@@ -40,6 +44,7 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: StoreKind::Redb,
             data_dir: PathBuf::from("./data"),
+            write_ahead_log: true,
         }
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::engine::model::{AccountState, Catalog, StatementKind, StatementLine};
 use crate::engine::{Applied, Command, Effect, Engine, EngineConfig, EngineError};
-use crate::store::{Store, StoreError, Write};
+use crate::store::{Pending, Store, StoreError, Write};
 
 /// One command for one subscriber at one instant.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +92,19 @@ impl Gateway {
         requests: &[Request],
         extra: Vec<Write>,
     ) -> Result<Vec<Result<Applied, EngineError>>, StoreError> {
+        let (results, pending) = self.stage_with(requests, extra)?;
+        pending.wait()?;
+        Ok(results)
+    }
+
+    /// [`Gateway::execute_with`] without waiting for durability: the
+    /// results may be acted on only once the [`Pending`] resolves (G3), but
+    /// the next batch can be applied meanwhile ([`Store::stage`]).
+    pub fn stage_with(
+        &self,
+        requests: &[Request],
+        extra: Vec<Write>,
+    ) -> Result<(Vec<Result<Applied, EngineError>>, Pending), StoreError> {
         let mut overlay: HashMap<&str, Option<AccountState>> = HashMap::new();
         let mut dirty: Vec<&str> = Vec::new();
         let mut writes = Vec::new();
@@ -126,10 +139,12 @@ impl Gateway {
         let mut all: Vec<Write> = accounts.collect();
         all.extend(writes);
         all.extend(extra);
-        if !all.is_empty() {
-            self.store.commit(all)?;
-        }
-        Ok(results)
+        let pending = if all.is_empty() {
+            Pending::done(Default::default())
+        } else {
+            self.store.stage(all)?
+        };
+        Ok((results, pending))
     }
 
     /// One request on its own (CLI, tests).

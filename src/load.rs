@@ -1006,6 +1006,10 @@ pub struct LoadArgs {
     /// one fsync, per request).
     #[arg(long, default_value_t = 512)]
     pub batch_max: usize,
+    /// With --in-process: commit straight into the backend, without the
+    /// write-ahead log (store.write_ahead_log = false).
+    #[arg(long, requires = "in_process")]
+    pub no_log: bool,
     /// Accounts per commit for --generate.
     #[arg(long, default_value_t = 100_000)]
     pub chunk: usize,
@@ -1042,7 +1046,9 @@ pub fn main(
     data_dir: std::path::PathBuf,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = args.generate {
-        let store = crate::store::open(store_kind, &data_dir)?;
+        // Bulk generation commits 100 k accounts per transaction: the log
+        // would only write everything twice.
+        let store = crate::store::open_with(store_kind, &data_dir, false)?;
         let report = generate_store(&store, n, args.seed, today(args.today)?, args.chunk)?;
         drop(store);
         println!("{}", serde_json::to_string(&report)?);
@@ -1061,7 +1067,7 @@ pub fn main(
             )?;
             store
         } else {
-            crate::store::open(store_kind, &data_dir)?
+            crate::store::open_with(store_kind, &data_dir, !args.no_log)?
         };
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(run_in_process(&cfg, store, args.batch_max))?

@@ -1,6 +1,8 @@
 //! Crash test for the durable backends (G2, G3).
 //!
-//! For each of redb and sled the parent seeds 50 accounts, then runs
+//! For each of redb and sled, plain and behind the write-ahead log (with a
+//! checkpoint every few KiB, so kills also land inside checkpoints and
+//! segment deletions), the parent seeds 50 accounts, then runs
 //! [`ROUNDS`] rounds of: start a child process (this same test binary,
 //! re-executed with `SHORTCODE_CRASH_CHILD=run` so it only runs
 //! [`crash_child_entry`]); the child opens the store (recovering from the
@@ -35,7 +37,8 @@ use shortcode_gw::engine::model::{
     Account, AccountState, Billing, Channel, JournalLine, Location, Outcome, Package,
     StatementKind, StatementLine,
 };
-use shortcode_gw::store::{open, Store, StoreError, StoreKind, Write};
+use shortcode_gw::store::wal::LogOptions;
+use shortcode_gw::store::{open_with_options, Store, StoreError, StoreKind, Write};
 
 const ROUNDS: u32 = 30;
 const ACCOUNTS: usize = 50;
@@ -47,6 +50,20 @@ const ENV_KIND: &str = "SHORTCODE_CRASH_KIND";
 const ENV_DIR: &str = "SHORTCODE_CRASH_DIR";
 const ENV_ROUND: &str = "SHORTCODE_CRASH_ROUND";
 const ENV_SEED: &str = "SHORTCODE_CRASH_SEED";
+const ENV_LOG: &str = "SHORTCODE_CRASH_LOG";
+
+/// The store as the test opens it: plain, or logged with tiny checkpoints.
+fn open(
+    kind: StoreKind,
+    dir: impl AsRef<Path>,
+    log: bool,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let opts = log.then(|| LogOptions {
+        checkpoint_bytes: 8 << 10,
+        checkpoint_interval: Duration::from_millis(10),
+    });
+    open_with_options(kind, dir, opts)
+}
 
 fn msisdn(i: usize) -> String {
     format!("7916{:07}", 1_000_000 + i * 37)
@@ -97,6 +114,7 @@ fn crash_child_entry() {
         .parse()
         .expect("kind");
     let dir = std::env::var(ENV_DIR).expect("dir");
+    let log = std::env::var(ENV_LOG).is_ok_and(|v| v == "1");
     let round: u32 = std::env::var(ENV_ROUND)
         .ok()
         .and_then(|r| r.parse().ok())
@@ -105,7 +123,7 @@ fn crash_child_entry() {
     // parent's verifying handle drops; a real restart waits the same way.
     let mut tries = 0;
     let opened = loop {
-        match open(kind, &dir) {
+        match open(kind, &dir, log) {
             Err(StoreError::Locked { .. }) if tries < 100 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(20));
@@ -258,6 +276,7 @@ enum Line {
 fn spawn_child(
     mode: &str,
     kind: StoreKind,
+    log: bool,
     dir: &Path,
     round: u32,
 ) -> (Guard, mpsc::Receiver<Line>) {
@@ -272,6 +291,7 @@ fn spawn_child(
         ])
         .env(ENV_CHILD, mode)
         .env(ENV_KIND, kind.name())
+        .env(ENV_LOG, if log { "1" } else { "0" })
         .env(ENV_DIR, dir)
         .env(ENV_ROUND, round.to_string())
         .env(ENV_SEED, seed().to_string())
@@ -333,10 +353,10 @@ fn verify(
     store: &dyn Store,
     acked: &HashSet<String>,
     round: u32,
-    kind: StoreKind,
+    label: &str,
     totals: &mut Totals,
 ) {
-    let ctx = format!("{kind} round {round}");
+    let ctx = format!("{label} round {round}");
     let journal = store.journal(None).expect("journal");
     let mut seen = HashSet::new();
     let mut unacked_per_round: BTreeMap<String, usize> = BTreeMap::new();
@@ -398,14 +418,16 @@ fn verify(
     }
 }
 
-fn crash_rounds(kind: StoreKind) {
+fn crash_rounds(kind: StoreKind, log: bool) {
     let seed = seed();
-    eprintln!("{kind} crash test: seed {seed} ({ENV_SEED} to replay), {ROUNDS} rounds");
+    let label = format!("{kind}{}", if log { "+log" } else { "" });
+    let kind_label = &label;
+    eprintln!("{kind_label} crash test: seed {seed} ({ENV_SEED} to replay), {ROUNDS} rounds");
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = StdRng::seed_from_u64(seed ^ (kind as u64 + 1) << 32);
     {
-        let store = open(kind, dir.path()).expect("open for seeding");
+        let store = open(kind, dir.path(), log).expect("open for seeding");
         let writes = (0..ACCOUNTS)
             .map(|i| Write::PutAccount(seed_account(i, &mut rng)))
             .collect();
@@ -415,8 +437,8 @@ fn crash_rounds(kind: StoreKind) {
     let mut totals = Totals::default();
     let mut per_round = Vec::new();
     for round in 0..ROUNDS {
-        let (mut child, rx) = spawn_child("run", kind, dir.path(), round);
-        wait_ready(&rx, &format!("{kind} round {round}"));
+        let (mut child, rx) = spawn_child("run", kind, log, dir.path(), round);
+        wait_ready(&rx, &format!("{kind_label} round {round}"));
         let delay = rng.gen_range(5..=60);
         std::thread::sleep(Duration::from_millis(delay));
         child.0.kill().expect("SIGKILL child");
@@ -429,23 +451,23 @@ fn crash_rounds(kind: StoreKind) {
                     assert!(acked.insert(id.clone()), "{id} acknowledged twice");
                     n += 1;
                 }
-                Line::Err(e) => panic!("{kind} round {round}: child failed: {e}"),
-                Line::Ready => panic!("{kind} round {round}: second READY"),
+                Line::Err(e) => panic!("{kind_label} round {round}: child failed: {e}"),
+                Line::Ready => panic!("{kind_label} round {round}: second READY"),
             }
         }
         assert!(
             status.code().is_none(),
-            "{kind} round {round}: child exited on its own ({status}) instead of being killed"
+            "{kind_label} round {round}: child exited on its own ({status}) instead of being killed"
         );
         per_round.push((delay, n));
         let t = Instant::now();
-        let store = open(kind, dir.path()).expect("reopen after crash");
+        let store = open(kind, dir.path(), log).expect("reopen after crash");
         totals.recovery_ms_max = totals.recovery_ms_max.max(t.elapsed().as_millis());
-        verify(&*store, &acked, round, kind, &mut totals);
+        verify(&*store, &acked, round, kind_label, &mut totals);
     }
     totals.acked = acked.len();
     eprintln!(
-        "{kind} crash test: {} rounds in {:.1?}, {} acknowledged commands, {} in-flight commands \
+        "{kind_label} crash test: {} rounds in {:.1?}, {} acknowledged commands, {} in-flight commands \
          landed unacknowledged, slowest reopen {} ms; (kill delay ms, acks) per round: {per_round:?}",
         ROUNDS,
         started.elapsed(),
@@ -455,25 +477,35 @@ fn crash_rounds(kind: StoreKind) {
     );
     assert!(
         per_round.iter().filter(|(_, n)| *n > 0).count() >= ROUNDS as usize / 2,
-        "{kind}: most rounds should acknowledge something: {per_round:?}"
+        "{kind_label}: most rounds should acknowledge something: {per_round:?}"
     );
 }
 
 #[test]
 fn redb_survives_sigkill() {
-    crash_rounds(StoreKind::Redb);
+    crash_rounds(StoreKind::Redb, false);
 }
 
 #[test]
 fn sled_survives_sigkill() {
-    crash_rounds(StoreKind::Sled);
+    crash_rounds(StoreKind::Sled, false);
+}
+
+#[test]
+fn redb_with_log_survives_sigkill() {
+    crash_rounds(StoreKind::Redb, true);
+}
+
+#[test]
+fn sled_with_log_survives_sigkill() {
+    crash_rounds(StoreKind::Sled, true);
 }
 
 fn second_process_gets_locked(kind: StoreKind) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_child, rx) = spawn_child("hold", kind, dir.path(), 0);
+    let (_child, rx) = spawn_child("hold", kind, true, dir.path(), 0);
     wait_ready(&rx, &format!("{kind} hold"));
-    match open(kind, dir.path()) {
+    match open(kind, dir.path(), false) {
         Err(StoreError::Locked { path }) => {
             assert!(
                 path.starts_with(&dir.path().display().to_string()),

@@ -2,11 +2,14 @@
 //!
 //! Connections (and later an admin API) send [`Request`]s through an
 //! [`EngineHandle`]; one blocking thread owns the [`Gateway`]. It takes
-//! whatever has queued up while the previous commit was being made durable
-//! (at most `batch_max`), applies it in arrival order and commits it as one
-//! transaction with one fsync, then answers every waiter. The batch size
-//! therefore follows the load: one request alone is committed at once,
-//! a burst shares one commit. There is no timer and no fixed sleep.
+//! whatever has queued up (at most `batch_max`), applies it in arrival order
+//! and stages it as one atomic commit ([`crate::store::Store::stage`]); a
+//! second thread waits for each commit to be durable, in order, and answers
+//! its waiters. Behind the write-ahead log, commits staged while a sync runs
+//! share the next `fdatasync`, so the group size follows the load: one
+//! request alone is synced at once, a burst shares one sync. There is no
+//! timer and no fixed sleep. Without a log (`stage` = `commit`) the batch
+//! is what queued up during the previous commit.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,7 +20,7 @@ use std::sync::atomic::Ordering;
 
 use crate::engine::{Applied, Effect, EngineError};
 use crate::gateway::{Gateway, Request};
-use crate::store::{StoreError, Write};
+use crate::store::{Pending, StoreError, Write};
 
 /// Why a request got no engine result.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -89,6 +92,62 @@ impl EngineHandle {
     }
 }
 
+/// One applied batch on its way to the replier.
+struct Staged {
+    jobs: Vec<Job>,
+    result: Result<(Vec<Result<Applied, EngineError>>, Pending), StoreError>,
+}
+
+impl Staged {
+    /// Wait until the batch is durable, then answer every waiter.
+    fn finish(self, outbox: &watch::Sender<u64>) {
+        let Staged { jobs, result } = self;
+        match result.and_then(|(results, pending)| pending.wait().map(|_| results)) {
+            Ok(results) => {
+                let queued = results.iter().any(|r| {
+                    r.as_ref()
+                        .is_ok_and(|a| a.effects.iter().any(|e| matches!(e, Effect::Notice(_))))
+                });
+                let mut results = results.into_iter();
+                for job in jobs {
+                    match job {
+                        Job::Engine { reply, .. } => {
+                            // One result per request, in order.
+                            let r = results
+                                .next()
+                                .map(|r| r.map_err(QueueError::from))
+                                .unwrap_or(Err(QueueError::Closed));
+                            let _ = reply.send(r);
+                        }
+                        Job::Dequeue { done, .. } => {
+                            let _ = done.send(Ok(()));
+                        }
+                    }
+                }
+                if queued {
+                    outbox.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+            Err(e) => {
+                // Nothing of this batch is known durable: every waiter
+                // hears so, and none of them is acknowledged.
+                tracing::error!(error = %e, batch = jobs.len(), "store commit failed");
+                let err = QueueError::from(e);
+                for job in jobs {
+                    match job {
+                        Job::Engine { reply, .. } => {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        Job::Dequeue { done, .. } => {
+                            let _ = done.send(Err(err.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The committer thread. Dropping every [`EngineHandle`] ends it after the
 /// last batch is committed; `join` waits for that (graceful shutdown).
 pub struct Committer {
@@ -111,6 +170,24 @@ impl Committer {
             outbox: outbox.clone(),
             stats: stats.clone(),
         };
+        // Pipelined when the store has a log: this thread applies batch
+        // N+1 while the replier waits for batch N's sync, and answers in
+        // order, so no answer leaves before everything it read is durable
+        // (G3). batch_max 1 is the unbatched baseline: each request waits
+        // for its own sync before the next is applied.
+        let pipelined = batch_max > 1;
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Staged>();
+        let replier = {
+            let outbox = outbox.clone();
+            std::thread::Builder::new()
+                .name("engine-replier".into())
+                .spawn(move || {
+                    for staged in done_rx {
+                        staged.finish(&outbox);
+                    }
+                })
+                .expect("spawning the replier thread")
+        };
         let thread = std::thread::Builder::new()
             .name("engine-committer".into())
             .spawn(move || {
@@ -131,56 +208,25 @@ impl Committer {
                             Job::Dequeue { id, .. } => extra.push(Write::Dequeue(*id)),
                         }
                     }
-                    let results = gateway.execute_with(&requests, extra);
+                    let staged = gateway.stage_with(&requests, extra);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
                     stats
                         .requests
                         .fetch_add(requests.len() as u64, Ordering::Relaxed);
-                    match results {
-                        Ok(results) => {
-                            let queued = results.iter().any(|r| {
-                                r.as_ref().is_ok_and(|a| {
-                                    a.effects.iter().any(|e| matches!(e, Effect::Notice(_)))
-                                })
-                            });
-                            let mut results = results.into_iter();
-                            for job in jobs.drain(..) {
-                                match job {
-                                    Job::Engine { reply, .. } => {
-                                        // One result per request, in order.
-                                        let r = results
-                                            .next()
-                                            .map(|r| r.map_err(QueueError::from))
-                                            .unwrap_or(Err(QueueError::Closed));
-                                        let _ = reply.send(r);
-                                    }
-                                    Job::Dequeue { done, .. } => {
-                                        let _ = done.send(Ok(()));
-                                    }
-                                }
-                            }
-                            if queued {
-                                outbox.send_modify(|n| *n = n.wrapping_add(1));
-                            }
+                    let staged = Staged {
+                        jobs: std::mem::take(&mut jobs),
+                        result: staged,
+                    };
+                    if pipelined {
+                        if done_tx.send(staged).is_err() {
+                            break;
                         }
-                        Err(e) => {
-                            // Nothing of this batch is on disk: every waiter
-                            // hears so, and none of them is acknowledged.
-                            tracing::error!(error = %e, batch = jobs.len(), "store commit failed");
-                            let err = QueueError::from(e);
-                            for job in jobs.drain(..) {
-                                match job {
-                                    Job::Engine { reply, .. } => {
-                                        let _ = reply.send(Err(err.clone()));
-                                    }
-                                    Job::Dequeue { done, .. } => {
-                                        let _ = done.send(Err(err.clone()));
-                                    }
-                                }
-                            }
-                        }
+                    } else {
+                        staged.finish(&outbox);
                     }
                 }
+                drop(done_tx);
+                let _ = replier.join();
             })
             .expect("spawning the committer thread");
         (

@@ -27,7 +27,7 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid test date")
 }
 
-fn account(msisdn: &str, kopecks: i64) -> AccountState {
+pub(super) fn account(msisdn: &str, kopecks: i64) -> AccountState {
     let mut st = AccountState::imported(Account {
         msisdn: msisdn.to_string(),
         region: "moscow".into(),
@@ -101,7 +101,7 @@ fn catalog(version: &str) -> Catalog {
     }
 }
 
-fn journal(msisdn: &str, request: &str) -> JournalLine {
+pub(super) fn journal(msisdn: &str, request: &str) -> JournalLine {
     JournalLine {
         at: "2026-11-30T10:00:00+03:00".into(),
         channel: Channel::Ussd,
@@ -113,7 +113,7 @@ fn journal(msisdn: &str, request: &str) -> JournalLine {
     }
 }
 
-fn statement(msisdn: &str, kopecks: i64, after: i64) -> StatementLine {
+pub(super) fn statement(msisdn: &str, kopecks: i64, after: i64) -> StatementLine {
     StatementLine {
         at: "2026-11-30T10:00:00+03:00".into(),
         msisdn: msisdn.into(),
@@ -130,7 +130,7 @@ fn statement(msisdn: &str, kopecks: i64, after: i64) -> StatementLine {
     }
 }
 
-fn notice(msisdn: &str, text: &str) -> Notice {
+pub(super) fn notice(msisdn: &str, text: &str) -> Notice {
     Notice {
         msisdn: msisdn.into(),
         text: text.into(),
@@ -140,19 +140,39 @@ fn notice(msisdn: &str, text: &str) -> Notice {
 /// A backend under test, with its directory kept alive.
 struct Fixture {
     kind: Option<StoreKind>,
+    /// Behind the write-ahead log (checkpointing every few hundred bytes, so
+    /// reads merge overlay and backend all the time).
+    log: bool,
     dir: tempfile::TempDir,
     store: Option<Arc<dyn Store>>,
 }
 
+fn open_fixture_store(
+    kind: StoreKind,
+    dir: &Path,
+    log: bool,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let base = super::open_with(kind, dir, false)?;
+    if !log {
+        return Ok(base);
+    }
+    let opts = super::wal::LogOptions {
+        checkpoint_bytes: 600,
+        checkpoint_interval: std::time::Duration::from_millis(20),
+    };
+    Ok(Arc::new(super::wal::LogStore::open(base, dir, opts)?))
+}
+
 impl Fixture {
-    fn new(kind: Option<StoreKind>) -> Self {
+    fn with(kind: Option<StoreKind>, log: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = match kind {
             None => Arc::new(MemoryStore::new()),
-            Some(k) => open(k, dir.path()).expect("open store"),
+            Some(k) => open_fixture_store(k, dir.path(), log).expect("open store"),
         };
         Fixture {
             kind,
+            log,
             dir,
             store: Some(store),
         }
@@ -173,7 +193,7 @@ impl Fixture {
         // after the last handle drops; a real restart waits the same way.
         let mut tries = 0;
         let store = loop {
-            match open(kind, self.dir.path()) {
+            match open_fixture_store(kind, self.dir.path(), self.log) {
                 Err(crate::store::StoreError::Locked { .. }) if tries < 100 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -668,9 +688,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn run_model(kind: StoreKind, ops: &[Op]) -> Result<(), TestCaseError> {
+fn run_model(kind: StoreKind, log: bool, ops: &[Op]) -> Result<(), TestCaseError> {
     let model = MemoryStore::new();
-    let mut disk = Fixture::new(Some(kind));
+    let mut disk = Fixture::with(Some(kind), log);
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Reopen => disk.reopen(),
@@ -699,12 +719,12 @@ fn run_model(kind: StoreKind, ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 macro_rules! conformance {
-    ($name:ident, $kind:expr) => {
+    ($name:ident, $kind:expr, $log:expr) => {
         mod $name {
             use super::*;
 
             fn fx() -> Fixture {
-                Fixture::new($kind)
+                Fixture::with($kind, $log)
             }
 
             #[test]
@@ -744,21 +764,21 @@ macro_rules! conformance {
 }
 
 macro_rules! disk_suite {
-    ($name:ident, $kind:expr) => {
+    ($name:ident, $kind:expr, $log:expr) => {
         mod $name {
             use super::*;
 
             #[test]
             fn reopen_keeps_everything() {
-                super::reopen_keeps_everything(Fixture::new(Some($kind)));
+                super::reopen_keeps_everything(Fixture::with(Some($kind), $log));
             }
             #[test]
             fn second_open_is_locked() {
-                super::second_open_is_locked(Fixture::new(Some($kind)));
+                super::second_open_is_locked(Fixture::with(Some($kind), $log));
             }
             #[test]
             fn corrupt_json_is_reported() {
-                super::corrupt_json_is_reported(Fixture::new(Some($kind)));
+                super::corrupt_json_is_reported(Fixture::with(Some($kind), $log));
             }
 
             proptest! {
@@ -769,25 +789,37 @@ macro_rules! disk_suite {
                 })]
                 #[test]
                 fn matches_memory_model(ops in proptest::collection::vec(op_strategy(), 1..24)) {
-                    super::run_model($kind, &ops)?;
+                    super::run_model($kind, $log, &ops)?;
                 }
             }
         }
     };
 }
 
-conformance!(memory, None);
+conformance!(memory, None, false);
 
 mod redb_backend {
     use super::*;
-    conformance!(common, Some(StoreKind::Redb));
-    disk_suite!(disk, StoreKind::Redb);
+    conformance!(common, Some(StoreKind::Redb), false);
+    disk_suite!(disk, StoreKind::Redb, false);
 }
 
 mod sled_backend {
     use super::*;
-    conformance!(common, Some(StoreKind::Sled));
-    disk_suite!(disk, StoreKind::Sled);
+    conformance!(common, Some(StoreKind::Sled), false);
+    disk_suite!(disk, StoreKind::Sled, false);
+}
+
+mod redb_logged {
+    use super::*;
+    conformance!(common, Some(StoreKind::Redb), true);
+    disk_suite!(disk, StoreKind::Redb, true);
+}
+
+mod sled_logged {
+    use super::*;
+    conformance!(common, Some(StoreKind::Sled), true);
+    disk_suite!(disk, StoreKind::Sled, true);
 }
 
 #[test]

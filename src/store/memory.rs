@@ -28,6 +28,7 @@ struct Inner {
     outbox: BTreeMap<u64, Notice>,
     /// Last outbox id handed out (ids start at 1 and are never reused).
     last_outbox_id: u64,
+    log_seq: u64,
 }
 
 impl MemoryStore {
@@ -74,6 +75,11 @@ impl Inner {
                     self.outbox.remove(&id);
                 }
                 Write::PutCatalog(c) => self.catalog = Some(c),
+                Write::EnqueueAt(id, n) => {
+                    self.last_outbox_id = self.last_outbox_id.max(id);
+                    self.outbox.insert(id, n);
+                }
+                Write::LogMark(seq) => self.log_seq = seq,
             }
         }
         committed
@@ -118,6 +124,14 @@ impl Store for MemoryStore {
 
     fn commit(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
         Ok(self.lock()?.apply(writes))
+    }
+
+    fn log_marks(&self) -> Result<super::LogMarks, StoreError> {
+        let inner = self.lock()?;
+        Ok(super::LogMarks {
+            log_seq: inner.log_seq,
+            next_outbox_id: inner.last_outbox_id + 1,
+        })
     }
 
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {

@@ -9,8 +9,9 @@
 
 use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, StatementLine};
 
-/// One change inside an atomic commit.
-#[derive(Debug, Clone, PartialEq)]
+/// One change inside an atomic commit. Serialisable because the
+/// write-ahead log ([`wal`]) records commits as lists of these.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Write {
     /// Insert or replace an account (keyed by its MSISDN).
     PutAccount(AccountState),
@@ -24,6 +25,68 @@ pub enum Write {
     Dequeue(u64),
     /// Replace the tariff catalog.
     PutCatalog(Catalog),
+    /// Queue an SMS under an id chosen by the caller (the write-ahead log
+    /// hands ids out before the backend sees the write); the backend's own
+    /// counter moves past it so ids are still never reused.
+    EnqueueAt(u64, Notice),
+    /// The write-ahead log is applied up to this sequence number; lands in
+    /// the same transaction as the writes it covers (see [`LogMarks`]).
+    LogMark(u64),
+}
+
+/// What a backend remembers for the write-ahead log in front of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogMarks {
+    /// Last log sequence number whose writes are in this store (0: none).
+    pub log_seq: u64,
+    /// The next outbox id the store would hand out (ids start at 1).
+    pub next_outbox_id: u64,
+}
+
+/// A commit that reads already see and that becomes durable when
+/// [`Pending::wait`] returns `Ok` (see [`Store::stage`]).
+#[must_use = "a staged commit is not durable until waited for"]
+pub struct Pending {
+    committed: Committed,
+    durable: Option<Box<dyn FnOnce() -> Result<(), StoreError> + Send>>,
+}
+
+impl Pending {
+    /// A commit that is already durable.
+    pub fn done(committed: Committed) -> Self {
+        Pending {
+            committed,
+            durable: None,
+        }
+    }
+
+    /// A commit that is durable once `wait` returns `Ok`.
+    pub fn waiting(
+        committed: Committed,
+        wait: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+    ) -> Self {
+        Pending {
+            committed,
+            durable: Some(Box::new(wait)),
+        }
+    }
+
+    /// Block until the commit is durable.
+    pub fn wait(self) -> Result<Committed, StoreError> {
+        if let Some(w) = self.durable {
+            w()?;
+        }
+        Ok(self.committed)
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("committed", &self.committed)
+            .field("durable", &self.durable.is_none())
+            .finish()
+    }
 }
 
 /// What a commit assigned.
@@ -57,6 +120,15 @@ pub trait Store: Send + Sync + 'static {
     fn account_count(&self) -> Result<u64, StoreError>;
     /// Atomic and durable when it returns Ok.
     fn commit(&self, writes: Vec<Write>) -> Result<Committed, StoreError>;
+    /// Atomic like `commit`, and visible to reads when it returns, but
+    /// durable only once the [`Pending`] is waited for: the caller can apply
+    /// the next batch while this one is being synced (pipelined group
+    /// commit). Stores without a log commit synchronously here.
+    fn stage(&self, writes: Vec<Write>) -> Result<Pending, StoreError> {
+        self.commit(writes).map(Pending::done)
+    }
+    /// The log marks kept by this store (see [`wal`]).
+    fn log_marks(&self) -> Result<LogMarks, StoreError>;
     /// One subscriber's statement, oldest first.
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError>;
     /// The journal, oldest first; one subscriber's lines when `msisdn` is set.
@@ -83,6 +155,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 pub mod memory;
 pub mod redb_store;
 pub mod sled_store;
+pub mod wal;
 
 #[cfg(test)]
 mod conformance;
@@ -127,25 +200,55 @@ impl std::str::FromStr for StoreKind {
     }
 }
 
-/// Open (creating if needed) the store of `kind` in directory `dir`.
+/// Open (creating if needed) the store of `kind` in directory `dir`, with
+/// the write-ahead log in front of it (the default: see [`wal`]).
 ///
 /// The directory is created when missing. redb keeps one file,
-/// `dir/gateway.redb`; sled keeps its own directory, `dir/sled`. A store
-/// already open elsewhere (another process, or another handle in this one)
-/// gives [`StoreError::Locked`] naming the path.
+/// `dir/gateway.redb`; sled keeps its own directory, `dir/sled`; the log
+/// keeps `dir/wal-*.log`. A store already open elsewhere (another process,
+/// or another handle in this one) gives [`StoreError::Locked`] naming the
+/// path.
 pub fn open(
     kind: StoreKind,
     dir: impl AsRef<std::path::Path>,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open_with(kind, dir, true)
+}
+
+/// [`open`], choosing whether the write-ahead log fronts the backend.
+///
+/// Without it every commit is a backend transaction with its own sync.
+/// Either way a log left by an earlier run is replayed into the backend
+/// first, so the two modes can be switched between restarts.
+pub fn open_with(
+    kind: StoreKind,
+    dir: impl AsRef<std::path::Path>,
+    log: bool,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open_with_options(kind, dir, log.then(wal::LogOptions::default))
+}
+
+/// [`open_with`], with the log's tuning (`None`: no log).
+pub fn open_with_options(
+    kind: StoreKind,
+    dir: impl AsRef<std::path::Path>,
+    log: Option<wal::LogOptions>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::Io(format!("creating store directory {}: {e}", dir.display())))?;
-    Ok(match kind {
+    let base: std::sync::Arc<dyn Store> = match kind {
         StoreKind::Redb => std::sync::Arc::new(redb_store::RedbStore::open(
             dir.join(redb_store::FILE_NAME),
         )?),
         StoreKind::Sled => {
             std::sync::Arc::new(sled_store::SledStore::open(dir.join(sled_store::DIR_NAME))?)
         }
-    })
+    };
+    if let Some(opts) = log {
+        Ok(std::sync::Arc::new(wal::LogStore::open(base, dir, opts)?))
+    } else {
+        wal::replay_into(&base, dir)?;
+        Ok(base)
+    }
 }

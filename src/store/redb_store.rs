@@ -26,7 +26,7 @@
 //! | `journal_by_msisdn` | `(MSISDN, seq)` | `()` — index for `journal(Some(m))` |
 //! | `statement` | `(MSISDN, seq)`, seq global from 1 | [`StatementLine`] JSON |
 //! | `outbox` | id `u64` (from 1, never reused) | [`Notice`] JSON |
-//! | `meta` | counter name | next `u64` to hand out |
+//! | `meta` | counter name | next `u64` to hand out; `log_seq`: the last write-ahead log record applied |
 //!
 //! Corrupt JSON is reported as [`StoreError::Corrupt`] naming table and key;
 //! nothing read from disk is unwrapped.
@@ -55,6 +55,7 @@ const CATALOG_KEY: &str = "catalog";
 const NEXT_JOURNAL: &str = "next_journal_seq";
 const NEXT_STATEMENT: &str = "next_statement_seq";
 const NEXT_OUTBOX: &str = "next_outbox_id";
+const LOG_SEQ: &str = "log_seq";
 
 /// A [`Store`] in one redb file.
 pub struct RedbStore {
@@ -243,6 +244,14 @@ impl Store for RedbStore {
                         let v = encode("catalog", &c)?;
                         catalog.insert(CATALOG_KEY, v.as_slice()).map_err(err)?;
                     }
+                    Write::EnqueueAt(id, n) => {
+                        let v = encode("outbox", &n)?;
+                        outbox.insert(id, v.as_slice()).map_err(err)?;
+                        next_outbox = next_outbox.max(id + 1);
+                    }
+                    Write::LogMark(seq) => {
+                        meta.insert(LOG_SEQ, seq).map_err(err)?;
+                    }
                 }
             }
             for (name, old, new) in [
@@ -257,6 +266,18 @@ impl Store for RedbStore {
         }
         txn.commit().map_err(err)?;
         Ok(committed)
+    }
+
+    fn log_marks(&self) -> Result<super::LogMarks, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(err)?;
+        let get = |name: &str, default: u64| -> Result<u64, StoreError> {
+            Ok(meta.get(name).map_err(err)?.map_or(default, |v| v.value()))
+        };
+        Ok(super::LogMarks {
+            log_seq: get(LOG_SEQ, 0)?,
+            next_outbox_id: get(NEXT_OUTBOX, 1)?,
+        })
     }
 
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {

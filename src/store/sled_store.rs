@@ -89,6 +89,7 @@ const CATALOG_KEY: &[u8] = b"catalog";
 const NEXT_JOURNAL: &[u8] = b"next_journal_seq";
 const NEXT_STATEMENT: &[u8] = b"next_statement_seq";
 const NEXT_OUTBOX: &[u8] = b"next_outbox_id";
+const LOG_SEQ: &[u8] = b"log_seq";
 const ACCOUNT_COUNT: &[u8] = b"account_count";
 
 /// A [`Store`] in a sled directory.
@@ -157,6 +158,8 @@ enum Enc {
     Enqueue(Vec<u8>),
     Dequeue(u64),
     Catalog(Vec<u8>),
+    EnqueueAt(u64, Vec<u8>),
+    LogMark(u64),
 }
 
 type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
@@ -263,6 +266,19 @@ impl Store for SledStore {
         }
     }
 
+    fn log_marks(&self) -> Result<super::LogMarks, StoreError> {
+        let get = |name: &[u8], default: u64| -> Result<u64, StoreError> {
+            match self.meta.get(name).map_err(err)? {
+                None => Ok(default),
+                Some(v) => decode_u64("meta", String::from_utf8_lossy(name), &v),
+            }
+        };
+        Ok(super::LogMarks {
+            log_seq: get(LOG_SEQ, 0)?,
+            next_outbox_id: get(NEXT_OUTBOX, 1)?,
+        })
+    }
+
     fn commit(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
         if writes.is_empty() {
             return Ok(Committed::default());
@@ -285,6 +301,8 @@ impl Store for SledStore {
                 Write::Enqueue(n) => Enc::Enqueue(encode("outbox", n)?),
                 Write::Dequeue(id) => Enc::Dequeue(*id),
                 Write::PutCatalog(c) => Enc::Catalog(encode("catalog", c)?),
+                Write::EnqueueAt(id, n) => Enc::EnqueueAt(*id, encode("outbox", n)?),
+                Write::LogMark(seq) => Enc::LogMark(*seq),
             });
         }
         drop(writes);
@@ -337,6 +355,13 @@ impl Store for SledStore {
                         }
                         Enc::Catalog(value) => {
                             catalog.insert(CATALOG_KEY, value.as_slice())?;
+                        }
+                        Enc::EnqueueAt(id, value) => {
+                            outbox.insert(&id.to_be_bytes(), value.as_slice())?;
+                            next_outbox = next_outbox.max(id + 1);
+                        }
+                        Enc::LogMark(seq) => {
+                            meta.insert(LOG_SEQ, &seq.to_be_bytes())?;
                         }
                     }
                 }
