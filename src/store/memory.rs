@@ -79,7 +79,10 @@ impl Inner {
                     self.last_outbox_id = self.last_outbox_id.max(id);
                     self.outbox.insert(id, n);
                 }
-                Write::LogMark(seq) => self.log_seq = seq,
+                Write::LogMark(m) => {
+                    self.log_seq = m.log_seq;
+                    self.last_outbox_id = self.last_outbox_id.max(m.next_outbox_id - 1);
+                }
             }
         }
         committed

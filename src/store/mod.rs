@@ -29,13 +29,14 @@ pub enum Write {
     /// hands ids out before the backend sees the write); the backend's own
     /// counter moves past it so ids are still never reused.
     EnqueueAt(u64, Notice),
-    /// The write-ahead log is applied up to this sequence number; lands in
-    /// the same transaction as the writes it covers (see [`LogMarks`]).
-    LogMark(u64),
+    /// The write-ahead log is applied up to `log_seq`, and has handed out
+    /// outbox ids below `next_outbox_id`; lands in the same transaction as
+    /// the writes it covers.
+    LogMark(LogMarks),
 }
 
 /// What a backend remembers for the write-ahead log in front of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogMarks {
     /// Last log sequence number whose writes are in this store (0: none).
     pub log_seq: u64,

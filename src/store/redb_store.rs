@@ -249,8 +249,9 @@ impl Store for RedbStore {
                         outbox.insert(id, v.as_slice()).map_err(err)?;
                         next_outbox = next_outbox.max(id + 1);
                     }
-                    Write::LogMark(seq) => {
-                        meta.insert(LOG_SEQ, seq).map_err(err)?;
+                    Write::LogMark(m) => {
+                        meta.insert(LOG_SEQ, m.log_seq).map_err(err)?;
+                        next_outbox = next_outbox.max(m.next_outbox_id);
                     }
                 }
             }

@@ -159,7 +159,7 @@ enum Enc {
     Dequeue(u64),
     Catalog(Vec<u8>),
     EnqueueAt(u64, Vec<u8>),
-    LogMark(u64),
+    LogMark(super::LogMarks),
 }
 
 type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
@@ -302,7 +302,7 @@ impl Store for SledStore {
                 Write::Dequeue(id) => Enc::Dequeue(*id),
                 Write::PutCatalog(c) => Enc::Catalog(encode("catalog", c)?),
                 Write::EnqueueAt(id, n) => Enc::EnqueueAt(*id, encode("outbox", n)?),
-                Write::LogMark(seq) => Enc::LogMark(*seq),
+                Write::LogMark(m) => Enc::LogMark(*m),
             });
         }
         drop(writes);
@@ -360,8 +360,9 @@ impl Store for SledStore {
                             outbox.insert(&id.to_be_bytes(), value.as_slice())?;
                             next_outbox = next_outbox.max(id + 1);
                         }
-                        Enc::LogMark(seq) => {
-                            meta.insert(LOG_SEQ, &seq.to_be_bytes())?;
+                        Enc::LogMark(m) => {
+                            meta.insert(LOG_SEQ, &m.log_seq.to_be_bytes())?;
+                            next_outbox = next_outbox.max(m.next_outbox_id);
                         }
                     }
                 }

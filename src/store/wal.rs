@@ -295,7 +295,11 @@ pub fn replay_into(base: &Arc<dyn Store>, dir: &Path) -> Result<(), StoreError> 
     let rec = recover(base.as_ref(), dir)?;
     if let Some(last) = rec.records.last().map(|r| r.seq) {
         let mut writes: Vec<Write> = rec.records.into_iter().flat_map(|r| r.writes).collect();
-        writes.push(Write::LogMark(last));
+        // The replayed EnqueueAt writes move the backend's outbox counter.
+        writes.push(Write::LogMark(LogMarks {
+            log_seq: last,
+            next_outbox_id: 1,
+        }));
         base.commit(writes)?;
     }
     if !rec.segments.is_empty() {
@@ -395,6 +399,17 @@ impl Shared {
 
     fn stage(self: &Arc<Self>, writes: Vec<Write>) -> Result<Pending, StoreError> {
         let mut st = self.live()?;
+        // Back-pressure: while a checkpoint runs, let at most another
+        // `checkpoint_bytes` pile up behind it, so the overlays (memory) and
+        // the log (replay time) stay bounded when the backend is slower
+        // than the log.
+        while st.frozen.is_some() && st.bytes_since_checkpoint >= self.opts.checkpoint_bytes {
+            st = self.durable.wait(st).unwrap_or_else(|p| p.into_inner());
+            if st.failed.is_some() {
+                drop(st);
+                st = self.live()?;
+            }
+        }
         if writes.is_empty() {
             let seq = st.last_seq;
             drop(st);
@@ -540,7 +555,7 @@ impl Shared {
     /// the log segments it covers.
     fn checkpoint(&self) -> Result<(), StoreError> {
         let _gate = self.gate();
-        let (frozen, upto, old_segment) = {
+        let (frozen, marks, old_segment) = {
             let mut st = self.live()?;
             if st.current.is_empty() {
                 st.bytes_since_checkpoint = 0;
@@ -551,15 +566,47 @@ impl Shared {
             let old = st.segment;
             st.segment += 1;
             st.bytes_since_checkpoint = 0;
-            (frozen, st.last_seq, old)
+            let marks = LogMarks {
+                log_seq: st.last_seq,
+                next_outbox_id: st.next_outbox,
+            };
+            (frozen, marks, old)
         };
+        let upto = marks.log_seq;
         // Only what is durable in the log may reach the backend.
         self.wait_durable(upto)?;
         let mut writes: Vec<Write> =
             Vec::with_capacity(frozen.accounts.len() + frozen.ops.len() + 1);
         writes.extend(frozen.accounts.values().cloned().map(Write::PutAccount));
-        writes.extend(frozen.ops.iter().cloned());
-        writes.push(Write::LogMark(upto));
+        // An SMS queued and delivered within this overlay never needs to
+        // reach the backend (the mark still moves its id counter past it).
+        let enqueued: std::collections::HashSet<u64> = frozen
+            .ops
+            .iter()
+            .filter_map(|w| match w {
+                Write::EnqueueAt(id, _) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let delivered: std::collections::HashSet<u64> = frozen
+            .ops
+            .iter()
+            .filter_map(|w| match w {
+                Write::Dequeue(id) if enqueued.contains(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        writes.extend(
+            frozen
+                .ops
+                .iter()
+                .filter(|w| match w {
+                    Write::EnqueueAt(id, _) | Write::Dequeue(id) => !delivered.contains(id),
+                    _ => true,
+                })
+                .cloned(),
+        );
+        writes.push(Write::LogMark(marks));
         if let Err(e) = self.base.commit(writes) {
             // The log still has everything; but the overlay cannot be
             // merged back safely, so stop and let a restart replay it.
@@ -570,6 +617,7 @@ impl Shared {
             return Err(e);
         }
         self.lock().frozen = None;
+        self.durable.notify_all(); // stagers held back by back-pressure
         remove_segments(&self.dir, |n| n <= old_segment)
     }
 

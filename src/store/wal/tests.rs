@@ -91,7 +91,10 @@ fn records_already_checkpointed_are_not_applied_twice() {
     base_snapshot
         .commit({
             let mut w = renewal("79160000001", 100);
-            w.push(Write::LogMark(1));
+            w.push(Write::LogMark(LogMarks {
+                log_seq: 1,
+                next_outbox_id: 2,
+            }));
             w
         })
         .unwrap();
@@ -310,4 +313,23 @@ fn opening_without_the_log_replays_what_a_logged_run_left() {
     );
     assert_eq!(plain.journal(None).unwrap().len(), 1);
     assert!(seg_files(dir.path()).is_empty());
+}
+
+#[test]
+fn an_sms_queued_and_delivered_between_checkpoints_skips_the_backend_but_not_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let s = LogStore::open(base.clone(), dir.path(), manual()).unwrap();
+    let kept = s.commit(vec![Write::Enqueue(notice("7", "kept"))]).unwrap();
+    let sent = s.commit(vec![Write::Enqueue(notice("7", "sent"))]).unwrap();
+    s.commit(vec![Write::Dequeue(sent.enqueued[0])]).unwrap();
+    s.checkpoint().unwrap();
+    assert_eq!(
+        base.outbox(10).unwrap(),
+        vec![(kept.enqueued[0], notice("7", "kept"))]
+    );
+    drop(s);
+    let s = LogStore::open(base, dir.path(), manual()).unwrap();
+    let next = s.commit(vec![Write::Enqueue(notice("7", "next"))]).unwrap();
+    assert_eq!(next.enqueued, vec![sent.enqueued[0] + 1], "ids never reused");
 }
