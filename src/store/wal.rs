@@ -289,6 +289,22 @@ fn remove_segments(dir: &Path, upto: impl Fn(u64) -> bool) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Give the calling thread a lower CPU priority (nice +10), so that at peak
+/// the checkpointer yields the cores to the threads answering subscribers;
+/// back-pressure in `stage` keeps it from falling behind without bound.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is
+    // passed. On Linux a thread id is a valid PRIO_PROCESS target and
+    // affects only that thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            tracing::debug!("could not lower the checkpointer's priority");
+        }
+    }
+}
+
 /// Apply a log left by an earlier run to `base` and delete it; used when the
 /// store is opened without the log so the backend is never behind it.
 pub fn replay_into(base: &Arc<dyn Store>, dir: &Path) -> Result<(), StoreError> {
@@ -526,6 +542,7 @@ impl Shared {
     }
 
     fn checkpoint_loop(&self) {
+        lower_priority();
         loop {
             let mut st = self.lock();
             if st.bytes_since_checkpoint < self.opts.checkpoint_bytes && !st.stop_checkpointer {
