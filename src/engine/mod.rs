@@ -29,12 +29,14 @@ pub mod calendar;
 pub mod model;
 pub mod texts;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, SecondsFormat, Timelike, Utc};
 use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use model::*;
-use texts::{render, Texts, Vars};
+#[cfg(test)]
+use texts::Vars;
+use texts::{CompiledTexts, Template, Texts, Var};
 
 /// What the caller asks of one account.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +167,8 @@ pub struct Engine {
     catalog: Catalog,
     tz: Tz,
     config: EngineConfig,
+    /// `config.texts`, split once (the config cannot change after `new`).
+    texts: CompiledTexts,
 }
 
 /// A refusal, with (fee, balance) for R6's answer.
@@ -180,13 +184,216 @@ pub fn effective_fee(monthly: Decimal, discount_pct: Decimal) -> Decimal {
     round_money(monthly * (Decimal::ONE_HUNDRED - discount_pct) / Decimal::ONE_HUNDRED)
 }
 
-fn fmt_date(d: NaiveDate) -> String {
-    use chrono::Datelike;
-    use std::fmt::Write as _;
-    // chrono's `format` re-parses the pattern on every call (17 % of a decision).
-    let mut s = String::with_capacity(10);
-    let _ = write!(s, "{:02}.{:02}.{:04}", d.day(), d.month(), d.year());
-    s
+/// Two ASCII digits of `v` (< 100).
+fn two(v: u32) -> [u8; 2] {
+    [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]
+}
+
+/// Room for any ASCII value a reply carries: a money amount
+/// ([`money::MAX_LEN`]), a date (at most 13 bytes: "31.12.-262143") or a u64
+/// (20 digits).
+const VALUE_MAX: usize = money::MAX_LEN;
+
+/// "DD.MM.YYYY" (`{:02}.{:02}.{:04}`) into `buf`; returns the length.
+/// By hand: chrono's `format` re-parses its pattern on every call.
+fn encode_date(d: NaiveDate, buf: &mut [u8; VALUE_MAX]) -> usize {
+    buf[..2].copy_from_slice(&two(d.day()));
+    buf[2] = b'.';
+    buf[3..5].copy_from_slice(&two(d.month()));
+    buf[5] = b'.';
+    let year = d.year();
+    let mut n = 6;
+    if year < 0 {
+        buf[n] = b'-';
+        n += 1;
+    }
+    // `{:04}` pads to four characters, a minus sign included.
+    let width = if year < 0 { 3 } else { 4 };
+    n + encode_uint(u64::from(year.unsigned_abs()), width, &mut buf[n..])
+}
+
+/// `v` in decimal, zero-padded to `width` digits, at the start of `out`.
+fn encode_uint(v: u64, width: usize, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    let mut v = v;
+    while v != 0 || len < width.max(1) {
+        digits[len] = b'0' + (v % 10) as u8;
+        v /= 10;
+        len += 1;
+    }
+    for (o, d) in out.iter_mut().zip(digits[..len].iter().rev()) {
+        *o = *d;
+    }
+    len
+}
+
+/// RFC 3339 of a local time, exactly as `to_rfc3339_opts(AutoSi, false)`
+/// writes it, without `fmt` (it was two calls and ~700 instructions per
+/// renewal). Years outside 0..=9999 take chrono's own path.
+fn stamp(local: &DateTime<Tz>) -> String {
+    stamp_naive(local, local.naive_local())
+}
+
+/// [`stamp`] given `local.naive_local()`.
+fn stamp_naive(local: &DateTime<Tz>, dt: NaiveDateTime) -> String {
+    let year = dt.year();
+    if !(0..=9999).contains(&year) {
+        return local.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    }
+    let mut b = [0u8; 40];
+    let y = year as u32;
+    b[..2].copy_from_slice(&two(y / 100));
+    b[2..4].copy_from_slice(&two(y % 100));
+    b[4] = b'-';
+    b[5..7].copy_from_slice(&two(dt.month()));
+    b[7] = b'-';
+    b[8..10].copy_from_slice(&two(dt.day()));
+    b[10] = b'T';
+    let mut nano = dt.nanosecond();
+    let mut sec = dt.second();
+    // A leap second is carried in the nanoseconds.
+    if nano >= 1_000_000_000 {
+        sec += 1;
+        nano -= 1_000_000_000;
+    }
+    b[11..13].copy_from_slice(&two(dt.hour()));
+    b[13] = b':';
+    b[14..16].copy_from_slice(&two(dt.minute()));
+    b[16] = b':';
+    b[17..19].copy_from_slice(&two(sec));
+    let mut n = 19;
+    // AutoSi: no fraction, or 3, 6 or 9 digits, whichever is exact.
+    let (frac, digits) = if nano == 0 {
+        (0, 0)
+    } else if nano % 1_000_000 == 0 {
+        (nano / 1_000_000, 3)
+    } else if nano % 1_000 == 0 {
+        (nano / 1_000, 6)
+    } else {
+        (nano, 9)
+    };
+    if digits > 0 {
+        b[n] = b'.';
+        n += 1;
+        n += encode_uint(u64::from(frac), digits, &mut b[n..]);
+    }
+    // The offset to the minute, rounding seconds (as chrono does).
+    let off = local.offset().fix().local_minus_utc();
+    b[n] = if off < 0 { b'-' } else { b'+' };
+    let minutes = (off.unsigned_abs() + 30) / 60;
+    b[n + 1..n + 3].copy_from_slice(&two(minutes / 60));
+    b[n + 3] = b':';
+    b[n + 4..n + 6].copy_from_slice(&two(minutes % 60));
+    n += 6;
+    // Only ASCII is written.
+    std::str::from_utf8(&b[..n]).unwrap_or_default().to_string()
+}
+
+/// ASCII values formatted into one stack buffer, so a reply needs no
+/// `String` per value.
+struct Scratch {
+    buf: [u8; 8 * VALUE_MAX],
+    len: usize,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            buf: [0; 8 * VALUE_MAX],
+            len: 0,
+        }
+    }
+
+    /// Append what `encode` writes; returns its byte range.
+    fn push(&mut self, encode: impl FnOnce(&mut [u8; VALUE_MAX]) -> usize) -> (usize, usize) {
+        let start = self.len;
+        let room: &mut [u8; VALUE_MAX] = (&mut self.buf[start..start + VALUE_MAX])
+            .try_into()
+            .expect("VALUE_MAX bytes");
+        self.len += encode(room);
+        (start, self.len)
+    }
+
+    fn money(&mut self, v: Decimal) -> (usize, usize) {
+        self.push(|b| money::encode(v, b))
+    }
+
+    fn date(&mut self, d: NaiveDate) -> (usize, usize) {
+        self.push(|b| encode_date(d, b))
+    }
+
+    fn uint(&mut self, v: u64) -> (usize, usize) {
+        self.push(|b| encode_uint(v, 1, b))
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Placeholder values of one reply; `saved` is rendered from its own
+/// template where it appears (with itself empty, as before).
+#[derive(Default)]
+struct Values<'a> {
+    fee: &'a str,
+    balance: &'a str,
+    next_charge: &'a str,
+    period_from: &'a str,
+    period_to: &'a str,
+    saved: Option<&'a Template>,
+    saved_until: &'a str,
+    saved_minutes: &'a str,
+    saved_sms: &'a str,
+    saved_data_mb: &'a str,
+    code: &'a str,
+}
+
+impl Values<'_> {
+    /// Plain values; `saved` is not one of them.
+    fn get(&self, var: Var) -> &str {
+        match var {
+            Var::Fee => self.fee,
+            Var::Balance => self.balance,
+            Var::NextCharge => self.next_charge,
+            Var::PeriodFrom => self.period_from,
+            Var::PeriodTo => self.period_to,
+            Var::Saved => "",
+            Var::SavedUntil => self.saved_until,
+            Var::SavedMinutes => self.saved_minutes,
+            Var::SavedSms => self.saved_sms,
+            Var::SavedDataMb => self.saved_data_mb,
+            Var::Code => self.code,
+        }
+    }
+
+    /// The rendered length of `t`, so the reply is allocated once.
+    fn len(&self, t: &Template) -> usize {
+        let plain = |t: &Template| {
+            Var::ALL
+                .iter()
+                .map(|&v| t.count(v) * self.get(v).len())
+                .sum::<usize>()
+                + t.literal_len()
+        };
+        plain(t)
+            + self
+                .saved
+                .map_or(0, |part| t.count(Var::Saved) * plain(part))
+    }
+
+    fn render(&self, t: &Template) -> String {
+        if let Some(text) = t.literal() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(self.len(t));
+        t.render_with(&mut out, |var, out| match (var, self.saved) {
+            (Var::Saved, Some(part)) => part.render_with(out, |v, out| out.push_str(self.get(v))),
+            _ => out.push_str(self.get(var)),
+        });
+        out
+    }
 }
 
 impl Engine {
@@ -198,6 +405,7 @@ impl Engine {
         Ok(Engine {
             catalog,
             tz,
+            texts: CompiledTexts::new(&config.texts),
             config,
         })
     }
@@ -217,8 +425,7 @@ impl Engine {
 
     /// RFC 3339 in the operator's zone, as journal and statement lines carry it.
     pub fn local_stamp(&self, now: DateTime<Utc>) -> String {
-        now.with_timezone(&self.tz)
-            .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        stamp(&now.with_timezone(&self.tz))
     }
 
     pub fn plan(&self, id: &str, version: &str) -> Option<&Plan> {
@@ -253,13 +460,14 @@ impl Engine {
             } => Ok(self.renew(msisdn, state, *channel, request, dedup_key.as_deref(), now)),
             Command::UnknownCommand { channel, request } => {
                 let outcome = Outcome::UnknownCommand;
-                let reply = self.short_reply(outcome, &Vars::default());
+                let reply = self.refusal_reply(outcome, None);
+                let at = self.local_stamp(now);
                 Ok(Applied {
                     state: state.cloned(),
                     changed: false,
-                    effects: vec![
-                        self.journal(now, *channel, msisdn, request, outcome, &reply, false)
-                    ],
+                    effects: vec![journal(
+                        at, *channel, msisdn, request, outcome, &reply, false,
+                    )],
                     outcome,
                     reply,
                 })
@@ -282,32 +490,38 @@ impl Engine {
         }
     }
 
+    /// The answer to `outcome` with `vars`, naming the configured USSD code.
+    #[cfg(test)]
     fn short_reply(&self, outcome: Outcome, vars: &Vars) -> String {
-        let mut vars = vars.clone();
-        vars.code = self.config.ussd_code.clone();
-        render(self.config.texts.short(outcome), &vars)
+        let mut out = String::new();
+        self.texts
+            .short(outcome)
+            .render_with(&mut out, |var, out| match var {
+                Var::Code => out.push_str(&self.config.ussd_code),
+                _ => out.push_str(vars.get(var)),
+            });
+        out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn journal(
-        &self,
-        now: DateTime<Utc>,
-        channel: Channel,
-        msisdn: &str,
-        request: &str,
-        outcome: Outcome,
-        reply: &str,
-        duplicate: bool,
-    ) -> Effect {
-        Effect::Journal(JournalLine {
-            at: self.local_stamp(now),
-            channel,
-            msisdn: msisdn.to_string(),
-            request: request.to_string(),
-            outcome,
-            reply: reply.to_string(),
-            duplicate,
-        })
+    /// The answer to `outcome` naming the USSD code and, for R6, the fee
+    /// and the balance; every other value is empty.
+    fn refusal_reply(&self, outcome: Outcome, amounts: Option<(Decimal, Decimal)>) -> String {
+        let template = self.texts.short(outcome);
+        if let Some(text) = template.literal() {
+            return text.to_string();
+        }
+        let mut scratch = Scratch::new();
+        let ranges = amounts.map(|(fee, balance)| (scratch.money(fee), scratch.money(balance)));
+        let s = scratch.as_str();
+        let mut v = Values {
+            code: &self.config.ussd_code,
+            ..Values::default()
+        };
+        if let Some((fee, balance)) = ranges {
+            v.fee = &s[fee.0..fee.1];
+            v.balance = &s[balance.0..balance.1];
+        }
+        v.render(template)
     }
 
     /// R0→R6 in precedence order; `Ok(fee)` when the renewal may go ahead.
@@ -354,6 +568,9 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Applied {
         let window = chrono::Duration::seconds(self.config.dedup_window_s);
+        // One zone conversion per decision: the date and every stamp.
+        let local = now.with_timezone(&self.tz);
+        let naive = local.naive_local();
         // G4: a retransmission inside the window gets the stored answer.
         if let (Some(st), Some(key)) = (state, dedup_key) {
             if let Some(prev) = st
@@ -366,8 +583,8 @@ impl Engine {
                     changed: false,
                     outcome: prev.outcome,
                     reply: prev.reply.clone(),
-                    effects: vec![self.journal(
-                        now,
+                    effects: vec![journal(
+                        stamp_naive(&local, naive),
                         channel,
                         msisdn,
                         request,
@@ -379,32 +596,29 @@ impl Engine {
             }
         }
 
-        let mut effects = Vec::new();
+        let at = stamp_naive(&local, naive);
+        // Statement, notice(s) and journal: at most three.
+        let mut effects = Vec::with_capacity(3);
         let (outcome, reply, new_state) = match self.check_renewal(state) {
-            Err((outcome, amounts)) => {
-                let vars = amounts.map_or_else(Vars::default, |(fee, balance)| Vars {
-                    fee: money::format(fee),
-                    balance: money::format(balance),
-                    ..Vars::default()
-                });
-                (outcome, self.short_reply(outcome, &vars), state.cloned())
-            }
+            Err((outcome, amounts)) => (
+                outcome,
+                self.refusal_reply(outcome, amounts),
+                state.cloned(),
+            ),
             Ok((st, fee, package)) => {
                 let mut st = st.clone();
-                let (short, confirmation) = self.do_renew(&mut st, fee, package, now, &mut effects);
+                let today = naive.date();
+                let (reply, confirmation) =
+                    self.do_renew(&mut st, fee, package, today, &at, channel, &mut effects);
                 // Step 6: after USSD the details follow by SMS, queued
                 // durably with the charge. After an SMS the answer *is* the
                 // confirmation (one SMS, not two): see below.
-                let reply = match channel {
-                    Channel::Sms => confirmation,
-                    _ => {
-                        effects.push(Effect::Notice(Notice {
-                            msisdn: msisdn.to_string(),
-                            text: confirmation,
-                        }));
-                        short
-                    }
-                };
+                if let Some(text) = confirmation {
+                    effects.push(Effect::Notice(Notice {
+                        msisdn: msisdn.to_string(),
+                        text,
+                    }));
+                }
                 (Outcome::Renewed, reply, Some(st))
             }
         };
@@ -427,9 +641,11 @@ impl Engine {
                 reply: reply.clone(),
             });
         }
-        effects.push(self.journal(now, channel, msisdn, request, outcome, &reply, false));
+        effects.push(journal(
+            at, channel, msisdn, request, outcome, &reply, false,
+        ));
         Applied {
-            changed: new_state.as_ref() != state,
+            changed: differs(new_state.as_ref(), state),
             state: new_state,
             outcome,
             reply,
@@ -437,17 +653,20 @@ impl Engine {
         }
     }
 
-    /// Steps 1–5 on an account that passed R0–R6. Returns (USSD reply,
-    /// confirmation SMS).
+    /// Steps 1–5 on an account that passed R0–R6. Returns the reply on
+    /// `channel` and, after USSD, the confirmation SMS to queue (after an SMS
+    /// the reply is the confirmation, and the USSD text is not rendered).
+    #[allow(clippy::too_many_arguments)]
     fn do_renew(
         &self,
         st: &mut AccountState,
         fee: Decimal,
         package: Package,
-        now: DateTime<Utc>,
+        today: NaiveDate,
+        at: &str,
+        channel: Channel,
         effects: &mut Vec<Effect>,
-    ) -> (String, String) {
-        let today = self.local_date(now);
+    ) -> (String, Option<String>) {
         let a = &mut st.account;
         // Step 2: the new period starts today; the anchor becomes today's day.
         // `next_anchor_after` only fails past year 262143.
@@ -471,7 +690,7 @@ impl Engine {
         let period_to = next.pred_opt().unwrap_or(next);
         // Step 5.
         effects.push(Effect::Statement(StatementLine {
-            at: self.local_stamp(now),
+            at: at.to_string(),
             msisdn: a.msisdn.clone(),
             kind: StatementKind::MonthlyFee,
             amount: -fee,
@@ -480,26 +699,38 @@ impl Engine {
             period_from: Some(today),
             period_to: Some(period_to),
         }));
-        let mut vars = Vars {
-            fee: money::format(fee),
-            balance: money::format(a.balance),
-            next_charge: fmt_date(next),
-            period_from: fmt_date(today),
-            period_to: fmt_date(period_to),
-            saved_until: fmt_date(next),
-            saved_minutes: saved.minutes.to_string(),
-            saved_sms: saved.sms.to_string(),
-            saved_data_mb: saved.data_mb.to_string(),
-            ..Vars::default()
+        let mut scratch = Scratch::new();
+        let r = [
+            scratch.money(fee),
+            scratch.money(a.balance),
+            scratch.date(next),
+            scratch.date(today),
+            scratch.date(period_to),
+            scratch.uint(saved.minutes),
+            scratch.uint(saved.sms),
+            scratch.uint(saved.data_mb),
+        ];
+        let s = scratch.as_str();
+        let [fee, balance, next, from, to, minutes, sms, data_mb] = r.map(|(a, b)| &s[a..b]);
+        let texts = &self.texts;
+        let v = Values {
+            fee,
+            balance,
+            next_charge: next,
+            period_from: from,
+            period_to: to,
+            saved: (saved.package() != Package::default()).then_some(&texts.saved_part),
+            saved_until: next,
+            saved_minutes: minutes,
+            saved_sms: sms,
+            saved_data_mb: data_mb,
+            code: "",
         };
-        if saved.package() != Package::default() {
-            vars.saved = render(&self.config.texts.saved_part, &vars);
+        let confirmation = v.render(&texts.renewed_sms);
+        match channel {
+            Channel::Sms => (confirmation, None),
+            _ => (v.render(&texts.renewed_ussd), Some(confirmation)),
         }
-        let texts = &self.config.texts;
-        (
-            render(&texts.renewed_ussd, &vars),
-            render(&texts.renewed_sms, &vars),
-        )
     }
 
     fn statement(
@@ -737,6 +968,38 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// `a != b`, settling the usual cases (a new dedup entry, a charge) before
+/// comparing every field.
+fn differs(a: Option<&AccountState>, b: Option<&AccountState>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            x.recent.len() != y.recent.len() || x.account.balance != y.account.balance || x != y
+        }
+        _ => a != b,
+    }
+}
+
+/// A request-journal line (G5).
+fn journal(
+    at: String,
+    channel: Channel,
+    msisdn: &str,
+    request: &str,
+    outcome: Outcome,
+    reply: &str,
+    duplicate: bool,
+) -> Effect {
+    Effect::Journal(JournalLine {
+        at,
+        channel,
+        msisdn: msisdn.to_string(),
+        request: request.to_string(),
+        outcome,
+        reply: reply.to_string(),
+        duplicate,
+    })
 }
 
 #[cfg(test)]

@@ -350,11 +350,79 @@ pub mod money {
         parse(&s).map_err(D::Error::custom)
     }
 
+    /// Longest [`encode`] output: sign, 29 digits and a point, or sign,
+    /// "0.", and up to 28 fraction digits.
+    pub const MAX_LEN: usize = 32;
+
     /// "550.00" style: always two decimals.
     pub fn format(v: Decimal) -> String {
-        let mut r = v.round_dp(2);
-        r.rescale(2);
-        r.to_string()
+        let mut buf = [0u8; MAX_LEN];
+        let n = encode(v, &mut buf);
+        // `encode` writes ASCII only.
+        std::str::from_utf8(&buf[..n])
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// [`format`] into `buf` without allocating; returns the length. The
+    /// text is what `Decimal`'s `Display` gives after rounding to kopecks
+    /// and rescaling to two places (a sign even on negative zero), written
+    /// by hand because `Display` goes through `fmt` and its padding.
+    pub fn encode(v: Decimal, buf: &mut [u8; MAX_LEN]) -> usize {
+        // Amounts are kept in kopecks already: skip the no-op rounding.
+        let r = if v.scale() == 2 {
+            v
+        } else {
+            let mut r = v.round_dp(2);
+            r.rescale(2);
+            r
+        };
+        let scale = r.scale() as usize;
+        let m = r.mantissa().unsigned_abs();
+        // Digits, least significant first, as rust_decimal produces them.
+        let mut digits = [0u8; 40];
+        let mut len = 0;
+        if let Ok(mut m) = u64::try_from(m) {
+            while m != 0 {
+                digits[len] = b'0' + (m % 10) as u8;
+                m /= 10;
+                len += 1;
+            }
+        } else {
+            let mut m = m;
+            while m != 0 {
+                digits[len] = b'0' + (m % 10) as u8;
+                m /= 10;
+                len += 1;
+            }
+        }
+        while len < scale {
+            digits[len] = b'0';
+            len += 1;
+        }
+        let mut n = 0;
+        if r.is_sign_negative() {
+            buf[n] = b'-';
+            n += 1;
+        }
+        let whole = len - scale;
+        if whole == 0 {
+            buf[n] = b'0';
+            n += 1;
+        }
+        for i in (scale..len).rev() {
+            buf[n] = digits[i];
+            n += 1;
+        }
+        if scale > 0 {
+            buf[n] = b'.';
+            n += 1;
+            for i in (0..scale).rev() {
+                buf[n] = digits[i];
+                n += 1;
+            }
+        }
+        n
     }
 
     pub fn parse(s: &str) -> Result<Decimal, String> {

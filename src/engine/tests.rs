@@ -996,3 +996,185 @@ proptest! {
         prop_assert_eq!(sa, sb);
     }
 }
+
+// ---------------------------------------------------------------- formatting
+
+/// What `money::format` was before it was written by hand.
+fn money_reference(v: Decimal) -> String {
+    let mut r = v.round_dp(2);
+    r.rescale(2);
+    r.to_string()
+}
+
+#[test]
+fn money_format_matches_decimal_display() {
+    let mut neg_zero = Decimal::ZERO;
+    neg_zero.set_sign_negative(true);
+    let mut values = vec![
+        Decimal::ZERO,
+        neg_zero,
+        Decimal::MAX,
+        Decimal::MIN,
+        Decimal::new(1, 28),
+        Decimal::new(-1, 28),
+    ];
+    for s in [
+        "0",
+        "0.00",
+        "550",
+        "550.5",
+        "550.50",
+        "0.005",
+        "0.004",
+        "-0.004",
+        "-0.005",
+        "-550.00",
+        "1.015",
+        "99999999.99",
+        "-99999999.99",
+        "79228162514264337593543950335",
+        "-7922816251426433759354395033.5",
+        "792281625142643375935439503.35",
+        "0.0000001",
+    ] {
+        values.push(dec(s));
+    }
+    for v in values {
+        assert_eq!(money::format(v), money_reference(v), "{v:?}");
+    }
+}
+
+#[test]
+fn date_format_matches_fmt() {
+    let mut days = vec![NaiveDate::MIN, NaiveDate::MAX];
+    for y in [
+        -262_000, -10_000, -1000, -99, -1, 0, 1, 99, 999, 1000, 9999, 10_000, 262_000,
+    ] {
+        days.push(NaiveDate::from_ymd_opt(y, 1, 1).unwrap());
+        days.push(NaiveDate::from_ymd_opt(y, 12, 31).unwrap());
+    }
+    let mut d = date("2025-12-25");
+    while d < date("2029-01-10") {
+        days.push(d);
+        d = d.succ_opt().unwrap();
+    }
+    for d in days {
+        let mut buf = [0u8; VALUE_MAX];
+        let n = encode_date(d, &mut buf);
+        let want = format!("{:02}.{:02}.{:04}", d.day(), d.month(), d.year());
+        assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), want);
+    }
+}
+
+#[test]
+fn local_stamp_matches_chrono_rfc3339() {
+    let zones = [
+        "Europe/Moscow",
+        "UTC",
+        "Asia/Kolkata",
+        "America/St_Johns",
+        "Asia/Kathmandu",
+        "Africa/Monrovia",
+        "Pacific/Chatham",
+        "America/Sao_Paulo",
+    ];
+    let leap = NaiveDate::from_ymd_opt(2016, 12, 31)
+        .unwrap()
+        .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+        .unwrap()
+        .and_utc();
+    let mut instants: Vec<DateTime<Utc>> = vec![leap];
+    for s in [
+        "1800-01-01T00:00:00Z",
+        "1900-06-01T00:00:00Z",
+        "1919-07-01T00:00:00.5Z",
+        "1970-01-01T00:00:00Z",
+        "2026-11-22T07:00:00Z",
+        "2026-11-22T07:00:00.001Z",
+        "2026-11-22T07:00:00.000001Z",
+        "2026-11-22T07:00:00.000000001Z",
+        "2026-11-22T07:00:00.120000Z",
+        "2026-11-22T07:00:00.123400Z",
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T20:59:59.999Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        instants.push(s.parse().unwrap());
+    }
+    let mut t: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    for _ in 0..400 {
+        instants.push(t);
+        t += chrono::Duration::seconds(86_400 + 3_607);
+    }
+    for zone in zones {
+        let tz: Tz = zone.parse().unwrap();
+        for &i in &instants {
+            let local = i.with_timezone(&tz);
+            assert_eq!(
+                stamp(&local),
+                local.to_rfc3339_opts(SecondsFormat::AutoSi, false),
+                "{zone} {i:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn scratch_holds_the_largest_values_of_a_reply() {
+    let mut s = Scratch::new();
+    let r = [
+        s.money(Decimal::MIN),
+        s.money(Decimal::new(i64::MIN, 28)),
+        s.date(NaiveDate::MIN),
+        s.date(NaiveDate::MAX),
+        s.date(NaiveDate::MIN),
+        s.uint(u64::MAX),
+        s.uint(u64::MAX),
+        s.uint(u64::MAX),
+    ];
+    let text = s.as_str().to_string();
+    assert_eq!(&text[r[0].0..r[0].1], money_reference(Decimal::MIN));
+    assert_eq!(&text[r[5].0..r[5].1], u64::MAX.to_string());
+    assert_eq!(
+        &text[r[3].0..r[3].1],
+        format!("31.12.{:04}", NaiveDate::MAX.year())
+    );
+}
+
+#[test]
+fn renewal_texts_with_odd_templates_render_as_render_does() {
+    // Unknown names, unclosed braces, {saved} inside the saved part, {code}
+    // where the engine leaves it empty: what `render` made of them.
+    let texts = Texts {
+        renewed_ussd: "{{fee} {fee {unknown} [{code}] {saved}|{saved_until}".into(),
+        renewed_sms: "{saved}{saved}{period_from}-{period_to} {balance}{".into(),
+        saved_part: "<{saved}{fee}:{saved_minutes}/{saved_sms}/{saved_data_mb}>".into(),
+        insufficient_funds: "{balance}{balance}{fee}}{code}{".into(),
+        blocked: "{code}{fee}{balance}{next_charge}".into(),
+        ..Texts::default()
+    };
+    let e = Engine::new(
+        catalog(),
+        EngineConfig {
+            texts,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let a = run(&e, &account(), renew(Channel::Ussd), NOW);
+    assert_eq!(
+        a.reply,
+        "{{fee} {fee {unknown} [] <550.00:120/300/2048>|22.12.2026"
+    );
+    assert_eq!(
+        notices(&a)[0].text,
+        "<550.00:120/300/2048><550.00:120/300/2048>22.11.2026-21.12.2026 450.00{"
+    );
+    let mut poor = account();
+    poor.account.balance = dec("1.5");
+    let a = run(&e, &poor, renew(Channel::Sms), NOW);
+    assert_eq!(a.reply, "1.501.50550.00}*929#{");
+    let mut blocked = account();
+    blocked.account.blocks.push(BlockKind::Fraud);
+    assert_eq!(run(&e, &blocked, renew(Channel::Ussd), NOW).reply, "*929#");
+}

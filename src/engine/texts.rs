@@ -174,6 +174,234 @@ pub fn render(template: &str, v: &Vars) -> String {
     out
 }
 
+/// A placeholder [`render`] knows, as a value instead of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var {
+    Fee,
+    Balance,
+    NextCharge,
+    PeriodFrom,
+    PeriodTo,
+    Saved,
+    SavedUntil,
+    SavedMinutes,
+    SavedSms,
+    SavedDataMb,
+    Code,
+}
+
+impl Var {
+    pub const ALL: [Var; 11] = [
+        Var::Fee,
+        Var::Balance,
+        Var::NextCharge,
+        Var::PeriodFrom,
+        Var::PeriodTo,
+        Var::Saved,
+        Var::SavedUntil,
+        Var::SavedMinutes,
+        Var::SavedSms,
+        Var::SavedDataMb,
+        Var::Code,
+    ];
+
+    fn from_name(name: &str) -> Option<Var> {
+        Some(match name {
+            "fee" => Var::Fee,
+            "balance" => Var::Balance,
+            "next_charge" => Var::NextCharge,
+            "period_from" => Var::PeriodFrom,
+            "period_to" => Var::PeriodTo,
+            "saved" => Var::Saved,
+            "saved_until" => Var::SavedUntil,
+            "saved_minutes" => Var::SavedMinutes,
+            "saved_sms" => Var::SavedSms,
+            "saved_data_mb" => Var::SavedDataMb,
+            "code" => Var::Code,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// A byte range of the template's text.
+    Lit(usize, usize),
+    Var(Var),
+}
+
+/// A template split once into literal text and placeholders, so rendering
+/// is copying: no scanning for braces or matching names per message.
+/// [`Template::render_with`] gives exactly what [`render`] gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    text: String,
+    pieces: Vec<Piece>,
+    /// Bytes of literal text.
+    literal_len: usize,
+    /// How often each placeholder appears, by `Var as usize`.
+    counts: [usize; 11],
+}
+
+impl Template {
+    /// Split `template` the way [`render`] scans it.
+    pub fn compile(template: &str) -> Template {
+        let mut pieces = Vec::new();
+        // Adjacent literal ranges merge (an unknown `{name}` is literal).
+        fn lit(pieces: &mut Vec<Piece>, from: usize, to: usize) {
+            if from == to {
+                return;
+            }
+            if let Some(Piece::Lit(_, end)) = pieces.last_mut() {
+                if *end == from {
+                    *end = to;
+                    return;
+                }
+            }
+            pieces.push(Piece::Lit(from, to));
+        }
+        let mut pos = 0;
+        while let Some(open) = template[pos..].find('{').map(|o| pos + o) {
+            lit(&mut pieces, pos, open);
+            let Some(close) = template[open + 1..].find('}').map(|c| open + 1 + c) else {
+                lit(&mut pieces, open, template.len());
+                pos = template.len();
+                break;
+            };
+            match Var::from_name(&template[open + 1..close]) {
+                Some(v) => pieces.push(Piece::Var(v)),
+                None => lit(&mut pieces, open, close + 1),
+            }
+            pos = close + 1;
+        }
+        lit(&mut pieces, pos, template.len());
+        let mut literal_len = 0;
+        let mut counts = [0; 11];
+        for p in &pieces {
+            match *p {
+                Piece::Lit(a, b) => literal_len += b - a,
+                Piece::Var(v) => counts[v as usize] += 1,
+            }
+        }
+        Template {
+            text: template.to_string(),
+            pieces,
+            literal_len,
+            counts,
+        }
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The template without placeholders, if it has none.
+    pub fn literal(&self) -> Option<&str> {
+        match self.pieces.as_slice() {
+            [] => Some(""),
+            [Piece::Lit(..)] => Some(&self.text),
+            _ => None,
+        }
+    }
+
+    /// Bytes of literal text.
+    pub fn literal_len(&self) -> usize {
+        self.literal_len
+    }
+
+    /// How many times `var` appears.
+    pub fn count(&self, var: Var) -> usize {
+        self.counts[var as usize]
+    }
+
+    /// Append the rendering to `out`; `put` appends the value of a placeholder.
+    pub fn render_with(&self, out: &mut String, mut put: impl FnMut(Var, &mut String)) {
+        for p in &self.pieces {
+            match *p {
+                Piece::Lit(a, b) => out.push_str(&self.text[a..b]),
+                Piece::Var(v) => put(v, out),
+            }
+        }
+    }
+
+    /// Append the rendering with values from `vars`, as [`render`] does.
+    pub fn render_vars(&self, out: &mut String, v: &Vars) {
+        self.render_with(out, |var, out| out.push_str(v.get(var)));
+    }
+}
+
+impl Vars {
+    /// The value of a placeholder.
+    pub fn get(&self, var: Var) -> &str {
+        match var {
+            Var::Fee => &self.fee,
+            Var::Balance => &self.balance,
+            Var::NextCharge => &self.next_charge,
+            Var::PeriodFrom => &self.period_from,
+            Var::PeriodTo => &self.period_to,
+            Var::Saved => &self.saved,
+            Var::SavedUntil => &self.saved_until,
+            Var::SavedMinutes => &self.saved_minutes,
+            Var::SavedSms => &self.saved_sms,
+            Var::SavedDataMb => &self.saved_data_mb,
+            Var::Code => &self.code,
+        }
+    }
+}
+
+/// Every template of a [`Texts`], compiled (an engine keeps these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledTexts {
+    pub renewed_ussd: Template,
+    pub renewed_sms: Template,
+    pub saved_part: Template,
+    pub unknown_subscriber: Template,
+    pub blocked: Template,
+    pub unpaid_period: Template,
+    pub no_service: Template,
+    pub daily_billing: Template,
+    pub full_discount: Template,
+    pub insufficient_funds: Template,
+    pub unknown_command: Template,
+    ok: Template,
+}
+
+impl CompiledTexts {
+    pub fn new(t: &Texts) -> CompiledTexts {
+        CompiledTexts {
+            renewed_ussd: Template::compile(&t.renewed_ussd),
+            renewed_sms: Template::compile(&t.renewed_sms),
+            saved_part: Template::compile(&t.saved_part),
+            unknown_subscriber: Template::compile(&t.unknown_subscriber),
+            blocked: Template::compile(&t.blocked),
+            unpaid_period: Template::compile(&t.unpaid_period),
+            no_service: Template::compile(&t.no_service),
+            daily_billing: Template::compile(&t.daily_billing),
+            full_discount: Template::compile(&t.full_discount),
+            insufficient_funds: Template::compile(&t.insufficient_funds),
+            unknown_command: Template::compile(&t.unknown_command),
+            ok: Template::compile(""),
+        }
+    }
+
+    /// As [`Texts::short`].
+    pub fn short(&self, outcome: Outcome) -> &Template {
+        match outcome {
+            Outcome::Renewed => &self.renewed_ussd,
+            Outcome::UnknownSubscriber => &self.unknown_subscriber,
+            Outcome::Blocked => &self.blocked,
+            Outcome::UnpaidPeriod => &self.unpaid_period,
+            Outcome::NoService => &self.no_service,
+            Outcome::DailyBilling => &self.daily_billing,
+            Outcome::FullDiscount => &self.full_discount,
+            Outcome::InsufficientFunds => &self.insufficient_funds,
+            Outcome::UnknownCommand => &self.unknown_command,
+            Outcome::Ok => &self.ok,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +430,69 @@ mod tests {
             ..Vars::default()
         };
         assert_eq!(render("-{fee} {x} {", &v), "-550.00 {x} {");
+    }
+
+    fn all_vars() -> Vars {
+        Vars {
+            fee: "F".into(),
+            balance: "B".into(),
+            next_charge: "N".into(),
+            period_from: "PF".into(),
+            period_to: "PT".into(),
+            saved: "S".into(),
+            saved_until: "SU".into(),
+            saved_minutes: "SM".into(),
+            saved_sms: "SS".into(),
+            saved_data_mb: "SD".into(),
+            code: "C".into(),
+        }
+    }
+
+    fn compiled(template: &str, v: &Vars) -> String {
+        let mut out = String::new();
+        Template::compile(template).render_vars(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn compiled_templates_render_as_render_does() {
+        let v = all_vars();
+        for (_, t) in Texts::default().all() {
+            assert_eq!(compiled(t, &v), render(t, &v), "{t}");
+        }
+        for t in [
+            "",
+            "{",
+            "}",
+            "{}",
+            "{{fee}",
+            "{fee",
+            "{fee}}",
+            "{{fee}}",
+            "a{x}b{fee}c{",
+            "ё{code}ж",
+        ] {
+            assert_eq!(compiled(t, &v), render(t, &v), "{t}");
+        }
+        assert_eq!(Template::compile("abc").literal(), Some("abc"));
+        assert_eq!(Template::compile("a{x}").literal(), Some("a{x}"));
+        assert_eq!(Template::compile("a{fee}").literal(), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn compiled_matches_render_on_random_templates(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{", "}", "fee", "saved", "x", "й", "{fee}", "{code}", "{zz}", "{saved_sms}",
+                    "{balance", "period_to}",
+                ]),
+                0..12,
+            )
+        ) {
+            let t = parts.concat();
+            let v = all_vars();
+            proptest::prop_assert_eq!(compiled(&t, &v), render(&t, &v));
+        }
     }
 }
