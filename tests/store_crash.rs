@@ -61,6 +61,7 @@ fn open(
     let opts = log.then(|| LogOptions {
         checkpoint_bytes: 8 << 10,
         checkpoint_interval: Duration::from_millis(10),
+        segment_bytes: 16 << 10,
     });
     open_with_options(kind, dir, opts)
 }

@@ -159,6 +159,7 @@ fn open_fixture_store(
     let opts = super::wal::LogOptions {
         checkpoint_bytes: 600,
         checkpoint_interval: std::time::Duration::from_millis(20),
+        segment_bytes: 1 << 10,
     };
     Ok(Arc::new(super::wal::LogStore::open(base, dir, opts)?))
 }
