@@ -203,14 +203,14 @@ group_phase() {
             tail -1 "$work/group.$bm.$n.json.err" >&2
         done
         grouped+=("$(field "$work/group.512.$n.json" "r['requests_per_s']")")
-        jpc+=("$(field "$work/group.512.$n.json" "r['commits']['jobs_per_commit']")")
+        jpc+=("$(field "$work/group.512.$n.json" "r['commits']['jobs_per_commit']")/$(field "$work/group.512.$n.json" "r['commits']['jobs_per_sync']")")
         single+=("$(field "$work/group.1.$n.json" "r['requests_per_s']")")
     done
     local g s
     g=$(median "${grouped[@]}")
     s=$(median "${single[@]}")
-    echo "== group: $(machine); in-process gateway, redb, $ACCOUNTS accounts, $RUNS runs x ${DURATION}s"
-    echo "grouped (batch_max 512) req/s: ${grouped[*]} -> median $g (jobs per commit: ${jpc[*]})"
+    echo "== group: $(machine); in-process gateway, redb behind the write-ahead log, $ACCOUNTS accounts, $RUNS runs x ${DURATION}s"
+    echo "grouped (batch_max 512) req/s: ${grouped[*]} -> median $g (jobs per batch/per fdatasync: ${jpc[*]})"
     echo "one fsync per request (batch_max 1) req/s: ${single[*]} -> median $s"
     echo "ratio grouped/single: $(python3 -c "print(round($g / $s, 2))")"
 }

@@ -215,13 +215,16 @@ pub struct LoadReport {
 }
 
 /// The committer's counters over a run: requests (engine jobs and outbox
-/// removals) and the store commits they shared.
+/// removals), the store commits (batches) they were applied in, and — with
+/// the write-ahead log — the `fdatasync`s those commits shared.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CommitStats {
     pub batch_max: usize,
     pub jobs: u64,
     pub commits: u64,
     pub jobs_per_commit: f64,
+    pub syncs: Option<u64>,
+    pub jobs_per_sync: Option<f64>,
 }
 
 impl LoadReport {
@@ -557,25 +560,31 @@ pub async fn run_in_process(
     let addr = server
         .local_addr
         .ok_or("the in-process gateway is not listening")?;
-    let (jobs0, commits0) = server.commit_stats();
+    let (jobs0, commits0, syncs0) = server.commit_stats();
     let cfg = LoadConfig {
         addr: addr.to_string(),
         ..cfg.clone()
     };
     let result = run(&cfg).await;
-    let (jobs1, commits1) = server.commit_stats();
+    let (jobs1, commits1, syncs1) = server.commit_stats();
     server.shutdown().await;
     let mut report = result?;
     let (jobs, commits) = (jobs1 - jobs0, commits1 - commits0);
+    let per = |n: u64| {
+        if n > 0 {
+            ((jobs as f64 / n as f64) * 10.0).round() / 10.0
+        } else {
+            0.0
+        }
+    };
+    let syncs = syncs1.zip(syncs0).map(|(b, a)| b - a);
     report.commits = Some(CommitStats {
         batch_max: config.smpp.batch_max,
         jobs,
         commits,
-        jobs_per_commit: if commits > 0 {
-            ((jobs as f64 / commits as f64) * 10.0).round() / 10.0
-        } else {
-            0.0
-        },
+        jobs_per_commit: per(commits),
+        syncs,
+        jobs_per_sync: syncs.map(per),
     });
     Ok(report)
 }

@@ -281,12 +281,14 @@ impl Server {
         tracing::info!("shut down");
     }
 
-    /// Requests committed and batches used so far (group-commit ratio).
-    pub fn commit_stats(&self) -> (u64, u64) {
+    /// Requests committed and batches used so far (group-commit ratio),
+    /// and the log syncs they shared when the store has a log.
+    pub fn commit_stats(&self) -> (u64, u64, Option<u64>) {
         let s = &self.shared.engine.stats;
         (
             s.requests.load(Ordering::Relaxed),
             s.batches.load(Ordering::Relaxed),
+            self.shared.store.log_syncs(),
         )
     }
 

@@ -130,6 +130,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The log marks kept by this store (see [`wal`]).
     fn log_marks(&self) -> Result<LogMarks, StoreError>;
+    /// Log syncs (`fdatasync`) made so far, for stores that group staged
+    /// commits into shared syncs; `None` when every commit syncs itself.
+    fn log_syncs(&self) -> Option<u64> {
+        None
+    }
     /// One subscriber's statement, oldest first.
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError>;
     /// The journal, oldest first; one subscriber's lines when `msisdn` is set.

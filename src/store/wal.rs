@@ -115,6 +115,8 @@ struct Shared {
     /// Held by a checkpoint from its backend commit until the frozen
     /// overlay is dropped, and by reads that merge overlay and backend.
     gate: Mutex<()>,
+    /// `fdatasync`s of the log so far.
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -418,6 +420,7 @@ impl LogStore {
             durable: Condvar::new(),
             wake_checkpointer: Condvar::new(),
             gate: Mutex::new(()),
+            syncs: std::sync::atomic::AtomicU64::new(0),
         });
         let s = shared.clone();
         let syncer = std::thread::Builder::new()
@@ -596,6 +599,8 @@ impl Shared {
             .write_all_at(bytes, s.pos)
             .map_err(|e| io(path().display(), e))?;
         s.file.sync_data().map_err(|e| io(path().display(), e))?;
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.pos += bytes.len() as u64;
         s.last_seq = upto;
         Ok(())
@@ -868,6 +873,10 @@ impl Store for LogStore {
 
     fn stage(&self, writes: Vec<Write>) -> Result<Pending, StoreError> {
         self.shared.stage(writes)
+    }
+
+    fn log_syncs(&self) -> Option<u64> {
+        Some(self.shared.syncs.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn log_marks(&self) -> Result<LogMarks, StoreError> {
