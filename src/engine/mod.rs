@@ -184,9 +184,17 @@ pub fn effective_fee(monthly: Decimal, discount_pct: Decimal) -> Decimal {
     round_money(monthly * (Decimal::ONE_HUNDRED - discount_pct) / Decimal::ONE_HUNDRED)
 }
 
+/// "00" to "99", two bytes each.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Two ASCII digits of `v` (< 100).
 fn two(v: u32) -> [u8; 2] {
-    [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]
+    let i = (v as usize % 100) * 2;
+    [PAIRS[i], PAIRS[i + 1]]
 }
 
 /// Room for any ASCII value a reply carries: a money amount
@@ -202,6 +210,11 @@ fn encode_date(d: NaiveDate, buf: &mut [u8; VALUE_MAX]) -> usize {
     buf[3..5].copy_from_slice(&two(d.month()));
     buf[5] = b'.';
     let year = d.year();
+    if (0..=9999).contains(&year) {
+        buf[6..8].copy_from_slice(&two(year as u32 / 100));
+        buf[8..10].copy_from_slice(&two(year as u32 % 100));
+        return 10;
+    }
     let mut n = 6;
     if year < 0 {
         buf[n] = b'-';
@@ -214,16 +227,12 @@ fn encode_date(d: NaiveDate, buf: &mut [u8; VALUE_MAX]) -> usize {
 
 /// `v` in decimal, zero-padded to `width` digits, at the start of `out`.
 fn encode_uint(v: u64, width: usize, out: &mut [u8]) -> usize {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
+    let len = (v.checked_ilog10().unwrap_or(0) as usize + 1).max(width);
     let mut v = v;
-    while v != 0 || len < width.max(1) {
-        digits[len] = b'0' + (v % 10) as u8;
+    // Least significant digit last, written in place.
+    for o in out[..len].iter_mut().rev() {
+        *o = b'0' + (v % 10) as u8;
         v /= 10;
-        len += 1;
-    }
-    for (o, d) in out.iter_mut().zip(digits[..len].iter().rev()) {
-        *o = *d;
     }
     len
 }
@@ -457,7 +466,38 @@ impl Engine {
                 channel,
                 request,
                 dedup_key,
-            } => Ok(self.renew(msisdn, state, *channel, request, dedup_key.as_deref(), now)),
+            } => {
+                // Built once and filled in: `Applied` is ~360 bytes and each
+                // move of it is a memcpy call.
+                let mut result = Ok(Applied {
+                    // Refused, renewed or repeated, the new state starts as
+                    // the old one.
+                    state: state.cloned(),
+                    changed: false,
+                    outcome: Outcome::Renewed,
+                    reply: String::new(),
+                    // Statement, notice(s) and journal: at most three.
+                    effects: Vec::with_capacity(3),
+                });
+                if let Ok(applied) = &mut result {
+                    let key = dedup_key.as_deref();
+                    self.renew(applied, msisdn, state, *channel, request, key, now);
+                }
+                result
+            }
+            _ => self.apply_other(msisdn, state, command, now),
+        }
+    }
+
+    /// Every command but `Renew` (which `operate` ignores).
+    fn apply_other(
+        &self,
+        msisdn: &str,
+        state: Option<&AccountState>,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, EngineError> {
+        match command {
             Command::UnknownCommand { channel, request } => {
                 let outcome = Outcome::UnknownCommand;
                 let reply = self.refusal_reply(outcome, None);
@@ -558,15 +598,19 @@ impl Engine {
         Ok((st, fee, plan.package))
     }
 
+    /// «Обнови пакет» into `applied`, which holds a copy of `state`, no
+    /// effects and the outcome `Renewed` when called.
+    #[allow(clippy::too_many_arguments)]
     fn renew(
         &self,
+        applied: &mut Applied,
         msisdn: &str,
         state: Option<&AccountState>,
         channel: Channel,
         request: &str,
         dedup_key: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Applied {
+    ) {
         let window = chrono::Duration::seconds(self.config.dedup_window_s);
         // One zone conversion per decision: the date and every stamp.
         let local = now.with_timezone(&self.tz);
@@ -578,61 +622,55 @@ impl Engine {
                 .iter()
                 .find(|e| e.key == key && now >= e.at && now - e.at <= window)
             {
-                return Applied {
-                    state: Some(st.clone()),
-                    changed: false,
-                    outcome: prev.outcome,
-                    reply: prev.reply.clone(),
-                    effects: vec![journal(
-                        stamp_naive(&local, naive),
-                        channel,
-                        msisdn,
-                        request,
-                        prev.outcome,
-                        &prev.reply,
-                        true,
-                    )],
-                };
+                applied.outcome = prev.outcome;
+                applied.reply = prev.reply.clone();
+                applied.effects.push(journal(
+                    stamp_naive(&local, naive),
+                    channel,
+                    msisdn,
+                    request,
+                    prev.outcome,
+                    &prev.reply,
+                    true,
+                ));
+                return;
             }
         }
 
         let at = stamp_naive(&local, naive);
-        // Statement, notice(s) and journal: at most three.
-        let mut effects = Vec::with_capacity(3);
-        let (outcome, reply, new_state) = match self.check_renewal(state) {
-            Err((outcome, amounts)) => (
-                outcome,
-                self.refusal_reply(outcome, amounts),
-                state.cloned(),
-            ),
-            Ok((st, fee, package)) => {
-                let mut st = st.clone();
+        match (self.check_renewal(state), applied.state.as_mut()) {
+            (Ok((_, fee, package)), Some(st)) => {
                 let today = naive.date();
                 let (reply, confirmation) =
-                    self.do_renew(&mut st, fee, package, today, &at, channel, &mut effects);
+                    self.do_renew(st, fee, package, today, &at, channel, &mut applied.effects);
                 // Step 6: after USSD the details follow by SMS, queued
                 // durably with the charge. After an SMS the answer *is* the
                 // confirmation (one SMS, not two): see below.
                 if let Some(text) = confirmation {
-                    effects.push(Effect::Notice(Notice {
+                    applied.effects.push(Effect::Notice(Notice {
                         msisdn: msisdn.to_string(),
                         text,
                     }));
                 }
-                (Outcome::Renewed, reply, Some(st))
+                applied.reply = reply;
             }
-        };
+            (Err((outcome, amounts)), _) => {
+                applied.outcome = outcome;
+                applied.reply = self.refusal_reply(outcome, amounts);
+            }
+            (Ok(_), None) => unreachable!("a renewal needs an account"),
+        }
+        let (outcome, reply) = (applied.outcome, &applied.reply);
 
         // Every answer to an SMS is itself an SMS: it goes through the
         // outbox, so it survives a dropped link or a restart like step 6's.
         if channel == Channel::Sms {
-            effects.push(Effect::Notice(Notice {
+            applied.effects.push(Effect::Notice(Notice {
                 msisdn: msisdn.to_string(),
                 text: reply.clone(),
             }));
         }
-        let mut new_state = new_state;
-        if let (Some(st), Some(key)) = (new_state.as_mut(), dedup_key) {
+        if let (Some(st), Some(key)) = (applied.state.as_mut(), dedup_key) {
             st.recent.retain(|e| now >= e.at && now - e.at <= window);
             st.recent.push(DedupEntry {
                 key: key.to_string(),
@@ -641,16 +679,10 @@ impl Engine {
                 reply: reply.clone(),
             });
         }
-        effects.push(journal(
-            at, channel, msisdn, request, outcome, &reply, false,
-        ));
-        Applied {
-            changed: differs(new_state.as_ref(), state),
-            state: new_state,
-            outcome,
-            reply,
-            effects,
-        }
+        applied
+            .effects
+            .push(journal(at, channel, msisdn, request, outcome, reply, false));
+        applied.changed = differs(applied.state.as_ref(), state);
     }
 
     /// Steps 1–5 on an account that passed R0–R6. Returns the reply on

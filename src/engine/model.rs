@@ -379,50 +379,45 @@ pub mod money {
         };
         let scale = r.scale() as usize;
         let m = r.mantissa().unsigned_abs();
-        // Digits, least significant first, as rust_decimal produces them.
-        let mut digits = [0u8; 40];
-        let mut len = 0;
+        let negative = usize::from(r.is_sign_negative());
+        // Digits as rust_decimal prints them: at least `scale` of them, and a
+        // "0" before the point when there is no whole part.
+        let digits = (m.checked_ilog10().unwrap_or(0) as usize + 1).max(scale + 1);
+        let len = negative + digits + usize::from(scale > 0);
+        buf[0] = b'-';
+        let mut pos = len;
+        let mut put = |pos: &mut usize, byte: u8| {
+            *pos -= 1;
+            buf[*pos] = byte;
+        };
+        // Amounts fit a u64 in practice; u128 division is a library call.
         if let Ok(mut m) = u64::try_from(m) {
-            while m != 0 {
-                digits[len] = b'0' + (m % 10) as u8;
+            for _ in 0..scale {
+                put(&mut pos, b'0' + (m % 10) as u8);
                 m /= 10;
-                len += 1;
+            }
+            if scale > 0 {
+                put(&mut pos, b'.');
+            }
+            while pos > negative {
+                put(&mut pos, b'0' + (m % 10) as u8);
+                m /= 10;
             }
         } else {
             let mut m = m;
-            while m != 0 {
-                digits[len] = b'0' + (m % 10) as u8;
+            for _ in 0..scale {
+                put(&mut pos, b'0' + (m % 10) as u8);
                 m /= 10;
-                len += 1;
+            }
+            if scale > 0 {
+                put(&mut pos, b'.');
+            }
+            while pos > negative {
+                put(&mut pos, b'0' + (m % 10) as u8);
+                m /= 10;
             }
         }
-        while len < scale {
-            digits[len] = b'0';
-            len += 1;
-        }
-        let mut n = 0;
-        if r.is_sign_negative() {
-            buf[n] = b'-';
-            n += 1;
-        }
-        let whole = len - scale;
-        if whole == 0 {
-            buf[n] = b'0';
-            n += 1;
-        }
-        for i in (scale..len).rev() {
-            buf[n] = digits[i];
-            n += 1;
-        }
-        if scale > 0 {
-            buf[n] = b'.';
-            n += 1;
-            for i in (0..scale).rev() {
-                buf[n] = digits[i];
-                n += 1;
-            }
-        }
-        n
+        len
     }
 
     pub fn parse(s: &str) -> Result<Decimal, String> {

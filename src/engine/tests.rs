@@ -1178,3 +1178,15 @@ fn renewal_texts_with_odd_templates_render_as_render_does() {
     blocked.account.blocks.push(BlockKind::Fraud);
     assert_eq!(run(&e, &blocked, renew(Channel::Ussd), NOW).reply, "*929#");
 }
+
+proptest! {
+    #[test]
+    fn money_format_matches_decimal_display_on_random_values(
+        lo in any::<u32>(), mid in any::<u32>(), hi in 0u32..4, neg in any::<bool>(), scale in 0u32..=28,
+    ) {
+        let v = Decimal::from_parts(lo, mid, hi, neg, scale);
+        prop_assert_eq!(money::format(v), money_reference(v));
+        let big = Decimal::from_parts(lo, mid, u32::MAX - hi, neg, scale);
+        prop_assert_eq!(money::format(big), money_reference(big));
+    }
+}

@@ -225,8 +225,8 @@ impl Var {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
-    /// A byte range of the template's text.
-    Lit(usize, usize),
+    /// Literal text, owned so rendering does not re-slice the template.
+    Lit(Box<str>),
     Var(Var),
 }
 
@@ -246,19 +246,24 @@ pub struct Template {
 impl Template {
     /// Split `template` the way [`render`] scans it.
     pub fn compile(template: &str) -> Template {
+        // Byte ranges of the template first; adjacent literal ranges merge
+        // (an unknown `{name}` is literal).
+        enum Span {
+            Lit(usize, usize),
+            Var(Var),
+        }
         let mut pieces = Vec::new();
-        // Adjacent literal ranges merge (an unknown `{name}` is literal).
-        fn lit(pieces: &mut Vec<Piece>, from: usize, to: usize) {
+        fn lit(pieces: &mut Vec<Span>, from: usize, to: usize) {
             if from == to {
                 return;
             }
-            if let Some(Piece::Lit(_, end)) = pieces.last_mut() {
+            if let Some(Span::Lit(_, end)) = pieces.last_mut() {
                 if *end == from {
                     *end = to;
                     return;
                 }
             }
-            pieces.push(Piece::Lit(from, to));
+            pieces.push(Span::Lit(from, to));
         }
         let mut pos = 0;
         while let Some(open) = template[pos..].find('{').map(|o| pos + o) {
@@ -269,7 +274,7 @@ impl Template {
                 break;
             };
             match Var::from_name(&template[open + 1..close]) {
-                Some(v) => pieces.push(Piece::Var(v)),
+                Some(v) => pieces.push(Span::Var(v)),
                 None => lit(&mut pieces, open, close + 1),
             }
             pos = close + 1;
@@ -277,12 +282,19 @@ impl Template {
         lit(&mut pieces, pos, template.len());
         let mut literal_len = 0;
         let mut counts = [0; 11];
-        for p in &pieces {
-            match *p {
-                Piece::Lit(a, b) => literal_len += b - a,
-                Piece::Var(v) => counts[v as usize] += 1,
-            }
-        }
+        let pieces = pieces
+            .into_iter()
+            .map(|p| match p {
+                Span::Lit(a, b) => {
+                    literal_len += b - a;
+                    Piece::Lit(template[a..b].into())
+                }
+                Span::Var(v) => {
+                    counts[v as usize] += 1;
+                    Piece::Var(v)
+                }
+            })
+            .collect();
         Template {
             text: template.to_string(),
             pieces,
@@ -300,7 +312,7 @@ impl Template {
     pub fn literal(&self) -> Option<&str> {
         match self.pieces.as_slice() {
             [] => Some(""),
-            [Piece::Lit(..)] => Some(&self.text),
+            [Piece::Lit(_)] => Some(&self.text),
             _ => None,
         }
     }
@@ -318,9 +330,9 @@ impl Template {
     /// Append the rendering to `out`; `put` appends the value of a placeholder.
     pub fn render_with(&self, out: &mut String, mut put: impl FnMut(Var, &mut String)) {
         for p in &self.pieces {
-            match *p {
-                Piece::Lit(a, b) => out.push_str(&self.text[a..b]),
-                Piece::Var(v) => put(v, out),
+            match p {
+                Piece::Lit(text) => out.push_str(text),
+                Piece::Var(v) => put(*v, out),
             }
         }
     }
