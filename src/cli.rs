@@ -491,11 +491,8 @@ fn serve(
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let store = store::open_with(
-        cfg.store.kind,
-        &cfg.store.data_dir,
-        cfg.store.write_ahead_log,
-    )?;
+    let store =
+        store::open_with_options(cfg.store.kind, &cfg.store.data_dir, cfg.store.log_options())?;
     let now = Utc::now();
     if store.catalog()?.is_none() && store.account_count()? == 0 {
         let catalog = data::demo::demo_catalog();

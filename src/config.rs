@@ -37,6 +37,21 @@ pub struct StoreConfig {
     /// one fdatasync per group, checkpointed into the backend in the
     /// background. `false` makes every group a backend transaction.
     pub write_ahead_log: bool,
+    /// Checkpoint the log into the backend every this many MiB of log.
+    /// Smaller: less memory (overlay, and the backend's dirty pages of one
+    /// checkpoint transaction) and shorter disk bursts; larger: fewer
+    /// backend transactions.
+    pub checkpoint_mib: u64,
+}
+
+impl StoreConfig {
+    /// The write-ahead log's tuning, or `None` without a log.
+    pub fn log_options(&self) -> Option<crate::store::wal::LogOptions> {
+        self.write_ahead_log.then(|| crate::store::wal::LogOptions {
+            checkpoint_bytes: self.checkpoint_mib.max(1) << 20,
+            ..crate::store::wal::LogOptions::default()
+        })
+    }
 }
 
 impl Default for StoreConfig {
@@ -45,6 +60,7 @@ impl Default for StoreConfig {
             kind: StoreKind::Redb,
             data_dir: PathBuf::from("./data"),
             write_ahead_log: true,
+            checkpoint_mib: crate::store::wal::LogOptions::default().checkpoint_bytes >> 20,
         }
     }
 }

@@ -1019,6 +1019,9 @@ pub struct LoadArgs {
     /// write-ahead log (store.write_ahead_log = false).
     #[arg(long, requires = "in_process")]
     pub no_log: bool,
+    /// With --in-process: the log's store.checkpoint_mib.
+    #[arg(long, requires = "in_process")]
+    pub checkpoint_mib: Option<u64>,
     /// Accounts per commit for --generate.
     #[arg(long, default_value_t = 100_000)]
     pub chunk: usize,
@@ -1076,7 +1079,14 @@ pub fn main(
             )?;
             store
         } else {
-            crate::store::open_with(store_kind, &data_dir, !args.no_log)?
+            let mut sc = crate::config::StoreConfig {
+                write_ahead_log: !args.no_log,
+                ..Default::default()
+            };
+            if let Some(m) = args.checkpoint_mib {
+                sc.checkpoint_mib = m;
+            }
+            crate::store::open_with_options(store_kind, &data_dir, sc.log_options())?
         };
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(run_in_process(&cfg, store, args.batch_max))?
