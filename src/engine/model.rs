@@ -364,6 +364,31 @@ pub mod money {
             .to_string()
     }
 
+    /// Write `m` right-aligned into `out` (which ends where the number
+    /// ends) with `scale` decimals and a point, down to index `first`.
+    fn put_digits<T>(mut m: T, scale: usize, first: usize, out: &mut [u8])
+    where
+        T: Copy + From<u8> + std::ops::Rem<Output = T> + std::ops::DivAssign + TryInto<u8>,
+    {
+        let ten = T::from(10);
+        let mut pos = out.len();
+        let digit = |pos: &mut usize, m: &mut T, out: &mut [u8]| {
+            *pos -= 1;
+            out[*pos] = b'0' + (*m % ten).try_into().unwrap_or(0);
+            *m /= ten;
+        };
+        for _ in 0..scale {
+            digit(&mut pos, &mut m, out);
+        }
+        if scale > 0 {
+            pos -= 1;
+            out[pos] = b'.';
+        }
+        while pos > first {
+            digit(&mut pos, &mut m, out);
+        }
+    }
+
     /// [`format`] into `buf` without allocating; returns the length. The
     /// text is what `Decimal`'s `Display` gives after rounding to kopecks
     /// and rescaling to two places (a sign even on negative zero), written
@@ -385,37 +410,10 @@ pub mod money {
         let digits = (m.checked_ilog10().unwrap_or(0) as usize + 1).max(scale + 1);
         let len = negative + digits + usize::from(scale > 0);
         buf[0] = b'-';
-        let mut pos = len;
-        let mut put = |pos: &mut usize, byte: u8| {
-            *pos -= 1;
-            buf[*pos] = byte;
-        };
         // Amounts fit a u64 in practice; u128 division is a library call.
-        if let Ok(mut m) = u64::try_from(m) {
-            for _ in 0..scale {
-                put(&mut pos, b'0' + (m % 10) as u8);
-                m /= 10;
-            }
-            if scale > 0 {
-                put(&mut pos, b'.');
-            }
-            while pos > negative {
-                put(&mut pos, b'0' + (m % 10) as u8);
-                m /= 10;
-            }
-        } else {
-            let mut m = m;
-            for _ in 0..scale {
-                put(&mut pos, b'0' + (m % 10) as u8);
-                m /= 10;
-            }
-            if scale > 0 {
-                put(&mut pos, b'.');
-            }
-            while pos > negative {
-                put(&mut pos, b'0' + (m % 10) as u8);
-                m /= 10;
-            }
+        match u64::try_from(m) {
+            Ok(m) => put_digits(m, scale, negative, &mut buf[..len]),
+            Err(_) => put_digits(m, scale, negative, &mut buf[..len]),
         }
         len
     }

@@ -754,6 +754,16 @@ impl Shared {
         Ok(())
     }
 
+    /// The lines `pick` takes from the overlays' ops, oldest first (the
+    /// caller holds the gate and appends them to the backend's).
+    fn overlay_lines<T>(&self, pick: impl Fn(&Write) -> Option<T>) -> Result<Vec<T>, StoreError> {
+        Ok(self
+            .overlays(|o| o.ops.iter().filter_map(&pick).collect::<Vec<_>>())?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
     /// Every overlay, oldest first, for reads that merge with the backend.
     fn overlays<T>(&self, f: impl Fn(&Overlay) -> T) -> Result<Vec<T>, StoreError> {
         let st = self.live()?;
@@ -892,34 +902,20 @@ impl Store for LogStore {
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {
         let _gate = self.shared.gate();
         let mut out = self.shared.base.statement(msisdn)?;
-        for lines in self.shared.overlays(|o| {
-            o.ops
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Statement(l) if l.msisdn == msisdn => Some(l.clone()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        })? {
-            out.extend(lines);
-        }
+        out.extend(self.shared.overlay_lines(|w| match w {
+            Write::Statement(l) if l.msisdn == msisdn => Some(l.clone()),
+            _ => None,
+        })?);
         Ok(out)
     }
 
     fn journal(&self, msisdn: Option<&str>) -> Result<Vec<JournalLine>, StoreError> {
         let _gate = self.shared.gate();
         let mut out = self.shared.base.journal(msisdn)?;
-        for lines in self.shared.overlays(|o| {
-            o.ops
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Journal(l) if msisdn.is_none_or(|m| l.msisdn == m) => Some(l.clone()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        })? {
-            out.extend(lines);
-        }
+        out.extend(self.shared.overlay_lines(|w| match w {
+            Write::Journal(l) if msisdn.is_none_or(|m| l.msisdn == m) => Some(l.clone()),
+            _ => None,
+        })?);
         Ok(out)
     }
 
