@@ -617,14 +617,11 @@ fn corrupt_json_is_reported(mut f: Fixture) {
 fn poke_garbage(kind: StoreKind, dir: &Path, key: &str) {
     match kind {
         StoreKind::Redb => {
-            const T: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("accounts");
-            let db = redb::Database::create(dir.join(super::redb_store::FILE_NAME)).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(T)
-                .unwrap()
-                .insert(key, b"{not json".as_slice())
-                .unwrap();
-            txn.commit().unwrap();
+            super::redb_store::poke_account_bytes(
+                &dir.join(super::redb_store::FILE_NAME),
+                key,
+                b"{not json",
+            );
         }
         StoreKind::Sled => {
             let db = sled::open(dir.join(super::sled_store::DIR_NAME)).unwrap();

@@ -20,13 +20,22 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `accounts` | MSISDN `&str` | [`AccountState`] JSON |
+//! | `subscribers` | `(MSISDN, 0, 0)` | [`AccountState`] JSON |
+//! | `subscribers` | `(MSISDN, 1, seq)` | empty — this subscriber's journal line `seq` |
+//! | `subscribers` | `(MSISDN, 2, seq)`, seq global from 1 | [`StatementLine`] JSON |
 //! | `catalog` | `"catalog"` | [`Catalog`] JSON |
 //! | `journal` | global seq `u64` (from 1) | [`JournalLine`] JSON |
-//! | `journal_by_msisdn` | `(MSISDN, seq)` | `()` — index for `journal(Some(m))` |
-//! | `statement` | `(MSISDN, seq)`, seq global from 1 | [`StatementLine`] JSON |
 //! | `outbox` | id `u64` (from 1, never reused) | [`Notice`] JSON |
-//! | `meta` | counter name | next `u64` to hand out; `log_seq`: the last write-ahead log record applied |
+//! | `meta` | counter name | next `u64` to hand out; `accounts`: how many; `log_seq`: the last write-ahead log record applied; `layout`: 2 |
+//!
+//! Why one `subscribers` table: a renewal changes the account, adds a
+//! statement line and indexes a journal line, all of one subscriber. Keyed by
+//! MSISDN first, the three land in the same B-tree leaf, so a commit (or a
+//! log checkpoint) copies and writes one random 4 KiB page per subscriber
+//! instead of three — the journal and the outbox only grow at their tails.
+//! Layout 1 (separate `accounts`, `statement` and `journal_by_msisdn`
+//! tables, before 2026-11-22) is moved into layout 2 in one transaction the
+//! first time such a file is opened.
 //!
 //! Corrupt JSON is reported as [`StoreError::Corrupt`] naming table and key;
 //! nothing read from disk is unwrapped.
@@ -34,7 +43,7 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
 
 use super::{decode, encode, Committed, Store, StoreError, Write};
 use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, StatementLine};
@@ -42,20 +51,31 @@ use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, Statement
 /// File name inside the store directory (see [`super::open`]).
 pub const FILE_NAME: &str = "gateway.redb";
 
-const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// Per-subscriber records: `(MSISDN, kind, seq)` (see the module docs).
+const SUBSCRIBERS: TableDefinition<(&str, u8, u64), &[u8]> = TableDefinition::new("subscribers");
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
-const JOURNAL_BY_MSISDN: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("journal_by_msisdn");
-const STATEMENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("statement");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Record kinds inside `subscribers`, in key order.
+const ACCOUNT: u8 = 0;
+const JOURNAL_REF: u8 = 1;
+const STATEMENT: u8 = 2;
+
+/// Layout 1 tables, read once by [`migrate_layout_1`].
+const OLD_ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+const OLD_JOURNAL_BY_MSISDN: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("journal_by_msisdn");
+const OLD_STATEMENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("statement");
 
 const CATALOG_KEY: &str = "catalog";
 const NEXT_JOURNAL: &str = "next_journal_seq";
 const NEXT_STATEMENT: &str = "next_statement_seq";
 const NEXT_OUTBOX: &str = "next_outbox_id";
 const LOG_SEQ: &str = "log_seq";
+const ACCOUNT_COUNT: &str = "accounts";
+const LAYOUT: &str = "layout";
 
 /// A [`Store`] in one redb file.
 pub struct RedbStore {
@@ -112,13 +132,22 @@ impl RedbStore {
         let mut txn = db.begin_write().map_err(err)?;
         txn.set_durability(Durability::Immediate);
         {
-            txn.open_table(ACCOUNTS).map_err(err)?;
+            let names: Vec<String> = txn
+                .list_tables()
+                .map_err(err)?
+                .map(|t| t.name().to_string())
+                .collect();
+            txn.open_table(SUBSCRIBERS).map_err(err)?;
             txn.open_table(CATALOG).map_err(err)?;
             txn.open_table(JOURNAL).map_err(err)?;
-            txn.open_table(JOURNAL_BY_MSISDN).map_err(err)?;
-            txn.open_table(STATEMENT).map_err(err)?;
             txn.open_table(OUTBOX).map_err(err)?;
-            txn.open_table(META).map_err(err)?;
+            let mut meta = txn.open_table(META).map_err(err)?;
+            if names.iter().any(|n| n == OLD_ACCOUNTS.name()) {
+                drop(meta);
+                migrate_layout_1(&txn)?;
+                meta = txn.open_table(META).map_err(err)?;
+            }
+            meta.insert(LAYOUT, 2).map_err(err)?;
         }
         txn.commit().map_err(err)?;
         Ok(RedbStore { db, path })
@@ -137,6 +166,50 @@ fn next_counter(meta: &redb::Table<&str, u64>, name: &str) -> Result<u64, StoreE
     Ok(meta.get(name).map_err(err)?.map_or(1, |v| v.value()))
 }
 
+/// Move a layout-1 file's `accounts`, `statement` and `journal_by_msisdn`
+/// into `subscribers`, inside the caller's transaction (all or nothing).
+fn migrate_layout_1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut subs = txn.open_table(SUBSCRIBERS).map_err(err)?;
+    let mut count = 0u64;
+    {
+        let old = txn.open_table(OLD_ACCOUNTS).map_err(err)?;
+        for entry in old.iter().map_err(err)? {
+            let (k, v) = entry.map_err(err)?;
+            subs.insert((k.value(), ACCOUNT, 0), v.value())
+                .map_err(err)?;
+            count += 1;
+        }
+    }
+    {
+        let old = txn.open_table(OLD_STATEMENT).map_err(err)?;
+        for entry in old.iter().map_err(err)? {
+            let (k, v) = entry.map_err(err)?;
+            let (m, seq) = k.value();
+            subs.insert((m, STATEMENT, seq), v.value()).map_err(err)?;
+        }
+    }
+    {
+        let old = txn.open_table(OLD_JOURNAL_BY_MSISDN).map_err(err)?;
+        for entry in old.iter().map_err(err)? {
+            let (k, _) = entry.map_err(err)?;
+            let (m, seq) = k.value();
+            subs.insert((m, JOURNAL_REF, seq), [].as_slice())
+                .map_err(err)?;
+        }
+    }
+    drop(subs);
+    txn.delete_table(OLD_ACCOUNTS).map_err(err)?;
+    txn.delete_table(OLD_STATEMENT).map_err(err)?;
+    txn.delete_table(OLD_JOURNAL_BY_MSISDN).map_err(err)?;
+    let mut meta = txn.open_table(META).map_err(err)?;
+    meta.insert(ACCOUNT_COUNT, count).map_err(err)?;
+    tracing::info!(
+        accounts = count,
+        "store moved to layout 2 (one subscribers table)"
+    );
+    Ok(())
+}
+
 impl Store for RedbStore {
     fn backend(&self) -> &'static str {
         "redb"
@@ -152,8 +225,8 @@ impl Store for RedbStore {
 
     fn account(&self, msisdn: &str) -> Result<Option<AccountState>, StoreError> {
         let txn = self.read()?;
-        let t = txn.open_table(ACCOUNTS).map_err(err)?;
-        let v = t.get(msisdn).map_err(err)?;
+        let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+        let v = t.get((msisdn, ACCOUNT, 0)).map_err(err)?;
         v.map(|v| decode("accounts", msisdn, v.value())).transpose()
     }
 
@@ -166,15 +239,23 @@ impl Store for RedbStore {
             return Ok(Vec::new());
         }
         let txn = self.read()?;
-        let t = txn.open_table(ACCOUNTS).map_err(err)?;
+        let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+        // Past every record of `after`: its last possible key, excluded.
         let lower = match after {
-            Some(a) => Bound::Excluded(a),
+            Some(a) => Bound::Excluded((a, u8::MAX, u64::MAX)),
             None => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for entry in t.range::<&str>((lower, Bound::Unbounded)).map_err(err)? {
+        for entry in t
+            .range::<(&str, u8, u64)>((lower, Bound::Unbounded))
+            .map_err(err)?
+        {
             let (k, v) = entry.map_err(err)?;
-            out.push(decode("accounts", k.value(), v.value())?);
+            let (m, kind, _) = k.value();
+            if kind != ACCOUNT {
+                continue;
+            }
+            out.push(decode("accounts", m, v.value())?);
             if out.len() >= limit {
                 break;
             }
@@ -184,8 +265,11 @@ impl Store for RedbStore {
 
     fn account_count(&self) -> Result<u64, StoreError> {
         let txn = self.read()?;
-        let t = txn.open_table(ACCOUNTS).map_err(err)?;
-        t.len().map_err(err)
+        let meta = txn.open_table(META).map_err(err)?;
+        Ok(meta
+            .get(ACCOUNT_COUNT)
+            .map_err(err)?
+            .map_or(0, |v| v.value()))
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
@@ -196,39 +280,48 @@ impl Store for RedbStore {
         let mut txn = self.db.begin_write().map_err(err)?;
         txn.set_durability(Durability::Immediate);
         {
-            let mut accounts = txn.open_table(ACCOUNTS).map_err(err)?;
+            let mut subs = txn.open_table(SUBSCRIBERS).map_err(err)?;
             let mut catalog = txn.open_table(CATALOG).map_err(err)?;
             let mut journal = txn.open_table(JOURNAL).map_err(err)?;
-            let mut journal_idx = txn.open_table(JOURNAL_BY_MSISDN).map_err(err)?;
-            let mut statement = txn.open_table(STATEMENT).map_err(err)?;
             let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
             let mut meta = txn.open_table(META).map_err(err)?;
             let mut next_journal = next_counter(&meta, NEXT_JOURNAL)?;
             let mut next_statement = next_counter(&meta, NEXT_STATEMENT)?;
             let mut next_outbox = next_counter(&meta, NEXT_OUTBOX)?;
-            let (j0, s0, o0) = (next_journal, next_statement, next_outbox);
+            let mut accounts = meta
+                .get(ACCOUNT_COUNT)
+                .map_err(err)?
+                .map_or(0, |v| v.value());
+            let (j0, s0, o0, a0) = (next_journal, next_statement, next_outbox, accounts);
 
             for w in writes {
                 match w {
                     Write::PutAccount(a) => {
                         let v = encode("accounts", &a)?;
-                        accounts
-                            .insert(a.account.msisdn.as_str(), v.as_slice())
+                        let old = subs
+                            .insert((a.account.msisdn.as_str(), ACCOUNT, 0), v.as_slice())
                             .map_err(err)?;
+                        if old.is_none() {
+                            accounts += 1;
+                        }
                     }
                     Write::Journal(line) => {
                         let v = encode("journal", &line)?;
                         journal.insert(next_journal, v.as_slice()).map_err(err)?;
-                        journal_idx
-                            .insert((line.msisdn.as_str(), next_journal), ())
-                            .map_err(err)?;
+                        subs.insert(
+                            (line.msisdn.as_str(), JOURNAL_REF, next_journal),
+                            [].as_slice(),
+                        )
+                        .map_err(err)?;
                         next_journal += 1;
                     }
                     Write::Statement(line) => {
                         let v = encode("statement", &line)?;
-                        statement
-                            .insert((line.msisdn.as_str(), next_statement), v.as_slice())
-                            .map_err(err)?;
+                        subs.insert(
+                            (line.msisdn.as_str(), STATEMENT, next_statement),
+                            v.as_slice(),
+                        )
+                        .map_err(err)?;
                         next_statement += 1;
                     }
                     Write::Enqueue(n) => {
@@ -259,6 +352,7 @@ impl Store for RedbStore {
                 (NEXT_JOURNAL, j0, next_journal),
                 (NEXT_STATEMENT, s0, next_statement),
                 (NEXT_OUTBOX, o0, next_outbox),
+                (ACCOUNT_COUNT, a0, accounts),
             ] {
                 if new != old {
                     meta.insert(name, new).map_err(err)?;
@@ -283,11 +377,14 @@ impl Store for RedbStore {
 
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {
         let txn = self.read()?;
-        let t = txn.open_table(STATEMENT).map_err(err)?;
+        let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
         let mut out = Vec::new();
-        for entry in t.range((msisdn, 0u64)..=(msisdn, u64::MAX)).map_err(err)? {
+        for entry in t
+            .range((msisdn, STATEMENT, 0u64)..=(msisdn, STATEMENT, u64::MAX))
+            .map_err(err)?
+        {
             let (k, v) = entry.map_err(err)?;
-            let (_, seq) = k.value();
+            let (_, _, seq) = k.value();
             out.push(decode(
                 "statement",
                 format!("({msisdn}, {seq})"),
@@ -309,13 +406,16 @@ impl Store for RedbStore {
                 }
             }
             Some(m) => {
-                let idx = txn.open_table(JOURNAL_BY_MSISDN).map_err(err)?;
-                for entry in idx.range((m, 0u64)..=(m, u64::MAX)).map_err(err)? {
+                let idx = txn.open_table(SUBSCRIBERS).map_err(err)?;
+                for entry in idx
+                    .range((m, JOURNAL_REF, 0u64)..=(m, JOURNAL_REF, u64::MAX))
+                    .map_err(err)?
+                {
                     let (k, _) = entry.map_err(err)?;
-                    let (_, seq) = k.value();
+                    let (_, _, seq) = k.value();
                     let v = t.get(seq).map_err(err)?.ok_or_else(|| {
                         StoreError::Corrupt(format!(
-                            "table journal_by_msisdn, key ({m}, {seq}): no journal line {seq}"
+                            "table subscribers, key ({m}, {JOURNAL_REF}, {seq}): no journal line {seq}"
                         ))
                     })?;
                     out.push(decode("journal", seq, v.value())?);
@@ -340,5 +440,112 @@ impl Store for RedbStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// Overwrite the stored bytes of one account, bypassing every check (tests
+/// of corruption reporting).
+#[cfg(test)]
+pub(crate) fn poke_account_bytes(path: &Path, msisdn: &str, bytes: &[u8]) {
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(SUBSCRIBERS)
+        .unwrap()
+        .insert((msisdn, ACCOUNT, 0), bytes)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{account, journal, notice, statement};
+
+    /// A file written by the layout-1 code (three per-subscriber tables) is
+    /// moved into `subscribers` on open, nothing lost, and is layout 2 after.
+    #[test]
+    fn layout_1_file_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let (a, b) = ("79160000001", "79160000002");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut acc = txn.open_table(OLD_ACCOUNTS).unwrap();
+                for (m, k) in [(a, 100), (b, 200)] {
+                    acc.insert(m, encode("accounts", &account(m, k)).unwrap().as_slice())
+                        .unwrap();
+                }
+                let mut j = txn.open_table(JOURNAL).unwrap();
+                let mut idx = txn.open_table(OLD_JOURNAL_BY_MSISDN).unwrap();
+                for (seq, m) in [(1u64, a), (2, b), (3, a)] {
+                    let line = journal(m, &format!("*929#{seq}"));
+                    j.insert(seq, encode("journal", &line).unwrap().as_slice())
+                        .unwrap();
+                    idx.insert((m, seq), ()).unwrap();
+                }
+                let mut st = txn.open_table(OLD_STATEMENT).unwrap();
+                st.insert(
+                    (b, 1u64),
+                    encode("statement", &statement(b, -100, 100))
+                        .unwrap()
+                        .as_slice(),
+                )
+                .unwrap();
+                let mut out = txn.open_table(OUTBOX).unwrap();
+                out.insert(7u64, encode("outbox", &notice(a, "hi")).unwrap().as_slice())
+                    .unwrap();
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(NEXT_JOURNAL, 4).unwrap();
+                meta.insert(NEXT_STATEMENT, 2).unwrap();
+                meta.insert(NEXT_OUTBOX, 8).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.account_count().unwrap(), 2);
+        assert_eq!(s.account(a).unwrap(), Some(account(a, 100)));
+        let requests: Vec<String> = s
+            .journal(Some(a))
+            .unwrap()
+            .into_iter()
+            .map(|l| l.request)
+            .collect();
+        assert_eq!(requests, ["*929#1", "*929#3"]);
+        assert_eq!(s.journal(None).unwrap().len(), 3);
+        assert_eq!(s.statement(b).unwrap(), vec![statement(b, -100, 100)]);
+        assert!(s.statement(a).unwrap().is_empty());
+        // Counters carry on where layout 1 left them.
+        let c = s
+            .commit(vec![
+                Write::Statement(statement(a, -5, 95)),
+                Write::Enqueue(notice(b, "x")),
+            ])
+            .unwrap();
+        assert_eq!(c.enqueued, vec![8]);
+        assert_eq!(s.outbox(10).unwrap().len(), 2);
+        drop(s);
+        // The old tables are gone; a second open does not migrate again.
+        let s = RedbStore::open(&path).unwrap();
+        let txn = s.db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(!names.iter().any(|n| n == "accounts"), "{names:?}");
+        assert_eq!(
+            txn.open_table(META)
+                .unwrap()
+                .get(LAYOUT)
+                .unwrap()
+                .unwrap()
+                .value(),
+            2
+        );
+        drop(txn);
+        assert_eq!(s.account_count().unwrap(), 2);
+        assert_eq!(s.statement(a).unwrap().len(), 1);
     }
 }
