@@ -135,6 +135,7 @@ gw_run() { # gw_run N [LOAD ARGS...]
     shift
     rm -rf "$work/run"
     cp -r "$work/template" "$work/run"
+    sync # the copy's dirty pages would otherwise be written back during the run
     gw_start "$work/run" "$work/gw.$n.log"
     local pid=$GW_PID
     wait_port "$GW_PORT" 30 || { log "gateway did not start"; cat "$work/gw.$n.log" >&2; exit 1; }
@@ -191,28 +192,38 @@ half_phase() {
 
 group_phase() {
     template
-    local grouped=() single=() jpc=()
+    local grouped=() single=() plain=() jpc=()
     for n in $(seq 1 "$RUNS"); do
-        for bm in 512 1; do
+        # 512: grouped; 1: one log fdatasync per request; 1nolog: one redb
+        # transaction + fdatasync per request (no log, no grouping).
+        for variant in 512 1 1nolog; do
+            local bm=${variant%nolog} extra=()
+            [ "$variant" = 1nolog ] && extra=(--no-log)
             rm -rf "$work/run"
             cp -r "$work/template" "$work/run"
-            env ${gw_env[@]+"${gw_env[@]}"} "$gw_bin" --data-dir "$work/run" load --in-process --batch-max "$bm" \
+            sync # the copy's dirty pages would otherwise be written back during the run
+            env ${gw_env[@]+"${gw_env[@]}"} "$gw_bin" --data-dir "$work/run" load --in-process --batch-max "$bm" "${extra[@]}" \
                 --connections "$CONNECTIONS" --window "$WINDOW" --sms-ratio "$SMS_RATIO" \
                 --subscribers "$ACCOUNTS" --duration-s "$DURATION" \
-                >"$work/group.$bm.$n.json" 2>"$work/group.$bm.$n.json.err"
-            tail -1 "$work/group.$bm.$n.json.err" >&2
+                >"$work/group.$variant.$n.json" 2>"$work/group.$variant.$n.json.err"
+            tail -1 "$work/group.$variant.$n.json.err" >&2
         done
         grouped+=("$(field "$work/group.512.$n.json" "r['requests_per_s']")")
         jpc+=("$(field "$work/group.512.$n.json" "r['commits']['jobs_per_commit']")/$(field "$work/group.512.$n.json" "r['commits']['jobs_per_sync']")")
         single+=("$(field "$work/group.1.$n.json" "r['requests_per_s']")")
+        plain+=("$(field "$work/group.1nolog.$n.json" "r['requests_per_s']")")
     done
     local g s
     g=$(median "${grouped[@]}")
     s=$(median "${single[@]}")
     echo "== group: $(machine); in-process gateway, redb behind the write-ahead log, $ACCOUNTS accounts, $RUNS runs x ${DURATION}s"
     echo "grouped (batch_max 512) req/s: ${grouped[*]} -> median $g (jobs per batch/per fdatasync: ${jpc[*]})"
-    echo "one fsync per request (batch_max 1) req/s: ${single[*]} -> median $s"
-    echo "ratio grouped/single: $(python3 -c "print(round($g / $s, 2))")"
+    echo "one log fdatasync per request (batch_max 1) req/s: ${single[*]} -> median $s"
+    local p
+    p=$(median "${plain[@]}")
+    echo "one redb commit + fdatasync per request (--no-log, batch_max 1) req/s: ${plain[*]} -> median $p"
+    echo "ratio grouped/single (log): $(python3 -c "print(round($g / $s, 2))")"
+    echo "ratio grouped/single (redb, no log): $(python3 -c "print(round($g / $p, 2))")"
 }
 
 scale_phase() {
