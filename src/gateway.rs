@@ -214,8 +214,8 @@ impl Gateway {
                 .find(|a| engine.plan(&a.plan, &a.plan_version).is_none())
             {
                 return Err(GatewayError::CatalogDropsPlan {
-                    plan: a.plan.clone(),
-                    version: a.plan_version.clone(),
+                    plan: a.plan.to_string(),
+                    version: a.plan_version.to_string(),
                     msisdn: a.msisdn.clone(),
                 });
             }

@@ -401,12 +401,12 @@ fn oracle(a: &Account, c: &Catalog) -> Outcome {
     let plan = c
         .plans
         .iter()
-        .find(|p| p.id == a.plan && p.version == a.plan_version)
+        .find(|p| *p.id == *a.plan && *p.version == *a.plan_version)
         .unwrap();
-    let Some(fees) = plan.regions.get(&a.region) else {
+    let Some(fees) = plan.regions.get(&*a.region) else {
         return Outcome::NoService;
     };
-    if !plan.renewal || !a.services.iter().any(|s| s == "package") {
+    if !plan.renewal || !a.services.iter().any(|s| &**s == "package") {
         return Outcome::NoService;
     }
     if a.billing == Billing::Daily {
@@ -448,7 +448,7 @@ fn demo_accounts_load_and_cover_every_profile() {
         let plan = catalog
             .plans
             .iter()
-            .find(|p| p.id == a.plan && p.version == a.plan_version)
+            .find(|p| *p.id == *a.plan && *p.version == *a.plan_version)
             .unwrap();
         assert!(a.main.minutes <= plan.package.minutes && a.main.data_mb <= plan.package.data_mb);
         match (a.billing, a.unpaid) {
@@ -460,7 +460,7 @@ fn demo_accounts_load_and_cover_every_profile() {
         }
         match profile.name {
             "exact_balance" => {
-                assert_eq!(a.balance, plan.regions[&a.region].monthly_fee);
+                assert_eq!(a.balance, plan.regions[&*a.region].monthly_fee);
                 assert_eq!(a.location, Location::NationalRoaming);
             }
             "archived_roaming" => {
@@ -469,11 +469,11 @@ fn demo_accounts_load_and_cover_every_profile() {
             }
             "blocked_financial" => {
                 assert_eq!(a.blocks, [BlockKind::Financial]);
-                assert!(a.balance < plan.regions[&a.region].daily_fee);
+                assert!(a.balance < plan.regions[&*a.region].daily_fee);
             }
-            "region_not_offered" => assert!(plan.renewal && !plan.regions.contains_key(&a.region)),
+            "region_not_offered" => assert!(plan.renewal && !plan.regions.contains_key(&*a.region)),
             "plan_not_eligible" => assert!(!plan.renewal),
-            "no_package_service" => assert!(!a.services.iter().any(|s| s == "package")),
+            "no_package_service" => assert!(!a.services.iter().any(|s| &**s == "package")),
             "saved_package" => assert!(a.saved.is_some()),
             "discount_33" => assert_eq!(a.discount_pct, Decimal::from(33)),
             _ => {}
@@ -494,7 +494,7 @@ fn demo_accounts_load_and_cover_every_profile() {
     ] {
         assert!(loaded.iter().any(|a| a.location == loc), "{loc:?}");
     }
-    let regions: BTreeSet<&str> = loaded.iter().map(|a| a.region.as_str()).collect();
+    let regions: BTreeSet<&str> = loaded.iter().map(|a| &*a.region).collect();
     assert_eq!(regions.len(), 4, "{regions:?}");
     let names: BTreeSet<&str> = loaded
         .iter()
@@ -503,7 +503,7 @@ fn demo_accounts_load_and_cover_every_profile() {
             let p = catalog
                 .plans
                 .iter()
-                .find(|p| p.id == a.plan && p.version == a.plan_version)
+                .find(|p| *p.id == *a.plan && *p.version == *a.plan_version)
                 .unwrap();
             p.name.as_str()
         })

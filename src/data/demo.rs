@@ -403,9 +403,9 @@ fn generate(pools: &Pools, mut rng: ChaCha8Rng, i: usize, today: NaiveDate) -> A
 
     let mut account = Account {
         msisdn: demo_msisdn(i),
-        region: offer.region.clone(),
-        plan: offer.plan.clone(),
-        plan_version: offer.version.clone(),
+        region: offer.region.as_str().into(),
+        plan: offer.plan.as_str().into(),
+        plan_version: offer.version.as_str().into(),
         balance: rub(plenty),
         billing: Billing::Monthly,
         next_charge: upcoming,
@@ -413,7 +413,7 @@ fn generate(pools: &Pools, mut rng: ChaCha8Rng, i: usize, today: NaiveDate) -> A
         blocks: Vec::new(),
         unpaid: false,
         discount_pct: Decimal::ZERO,
-        services: vec!["package".to_string()],
+        services: vec!["package".into()],
         location: Location::Home,
         main,
         saved: None,
@@ -441,7 +441,7 @@ fn generate(pools: &Pools, mut rng: ChaCha8Rng, i: usize, today: NaiveDate) -> A
             account.services = if rng.gen_bool(0.5) {
                 Vec::new()
             } else {
-                vec!["caller_id".to_string()]
+                vec!["caller_id".into()]
             };
         }
         11 => {

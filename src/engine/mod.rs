@@ -447,7 +447,7 @@ impl Engine {
 
     fn fees(&self, a: &Account) -> Option<(&Plan, &RegionFees)> {
         let plan = self.plan(&a.plan, &a.plan_version)?;
-        Some((plan, plan.regions.get(&a.region)?))
+        Some((plan, plan.regions.get(&*a.region)?))
     }
 
     /// Apply one command to one account. Pure: same inputs, same result.
@@ -581,7 +581,8 @@ impl Engine {
             return Err((Outcome::UnpaidPeriod, none));
         }
         let fees = self.fees(a).filter(|(plan, _)| plan.renewal);
-        let Some((plan, fees)) = fees.filter(|_| a.services.iter().any(|s| s == PACKAGE_SERVICE))
+        let Some((plan, fees)) =
+            fees.filter(|_| a.services.iter().any(|s| &**s == PACKAGE_SERVICE))
         else {
             return Err((Outcome::NoService, none));
         };
@@ -854,15 +855,15 @@ impl Engine {
                         version: version.clone(),
                     });
                 }
-                st.account.plan = plan.clone();
-                st.account.plan_version = version.clone();
+                st.account.plan = plan.as_str().into();
+                st.account.plan_version = version.as_str().into();
             }
             Command::AddService { service } => {
-                if !st.account.services.contains(service) {
-                    st.account.services.push(service.clone());
+                if !st.account.services.iter().any(|s| **s == **service) {
+                    st.account.services.push(service.as_str().into());
                 }
             }
-            Command::RemoveService { service } => st.account.services.retain(|s| s != service),
+            Command::RemoveService { service } => st.account.services.retain(|s| **s != **service),
             Command::Nightly { date } => self.nightly(st, *date, now, effects)?,
         }
         Ok(())

@@ -155,9 +155,9 @@ impl Saved {
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub msisdn: String,
-    pub region: String,
-    pub plan: String,
-    pub plan_version: String,
+    pub region: std::sync::Arc<str>,
+    pub plan: std::sync::Arc<str>,
+    pub plan_version: std::sync::Arc<str>,
     #[serde(with = "money")]
     pub balance: Decimal,
     pub billing: Billing,
@@ -167,7 +167,7 @@ pub struct Account {
     pub unpaid: bool,
     #[serde(with = "rust_decimal::serde::str")]
     pub discount_pct: Decimal,
-    pub services: Vec<String>,
+    pub services: Vec<std::sync::Arc<str>>,
     pub location: Location,
     pub main: Package,
     pub saved: Option<Saved>,
