@@ -342,3 +342,36 @@ fn an_sms_queued_and_delivered_between_checkpoints_skips_the_backend_but_not_its
         "ids never reused"
     );
 }
+
+/// Back-pressure decisions, table-driven: nothing waits without a running
+/// checkpoint estimate below the cap; the cap always waits for the end; in
+/// between, what is admitted follows the checkpoint's expected progress.
+#[test]
+fn back_pressure_follows_the_checkpoints_expected_progress() {
+    let ms = Duration::from_millis;
+    let cap = 1_000;
+    let later = Some(Some(ms(1)));
+    type Row = (u64, Option<(Duration, Duration)>, Option<Option<Duration>>);
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        // staged, (elapsed, expected), decision
+        (0,     None,                    None),       // no estimate yet: only the cap
+        (999,   None,                    None),
+        (1_000, None,                    Some(None)), // the cap: wait for the end
+        (5_000, Some((ms(10), ms(100))), Some(None)),
+        (249,   Some((ms(0), ms(100))),  None),       // a quarter passes at once
+        (250,   Some((ms(0), ms(100))),  later),
+        (600,   Some((ms(50), ms(100))), None),       // 62.5 % admitted halfway
+        (625,   Some((ms(50), ms(100))), later),
+        (999,   Some((ms(99), ms(100))), later),
+        (999,   Some((ms(100), ms(100))), None),      // overdue: only the cap
+        (999,   Some((ms(500), ms(100))), None),
+    ];
+    for &(staged, progress, want) in table {
+        assert_eq!(
+            hold_back(staged, cap, progress),
+            want,
+            "staged {staged}, progress {progress:?}"
+        );
+    }
+}
