@@ -409,7 +409,9 @@ pub mod money {
         // "0" before the point when there is no whole part.
         let digits = (m.checked_ilog10().unwrap_or(0) as usize + 1).max(scale + 1);
         let len = negative + digits + usize::from(scale > 0);
-        buf[0] = b'-';
+        if negative == 1 {
+            buf[0] = b'-';
+        }
         // Amounts fit a u64 in practice; u128 division is a library call.
         match u64::try_from(m) {
             Ok(m) => put_digits(m, scale, negative, &mut buf[..len]),
