@@ -348,14 +348,15 @@ fn recover(base: &dyn Store, dir: &Path) -> Result<Recovered, StoreError> {
     Ok(Recovered { records, segments })
 }
 
-fn remove_segments(dir: &Path, upto: impl Fn(u64) -> bool) -> Result<(), StoreError> {
-    for n in segments(dir)? {
-        if upto(n) {
-            let p = segment_path(dir, n);
-            std::fs::remove_file(&p).map_err(|e| io(p.display(), e))?;
-        }
-    }
-    Ok(())
+fn remove_segment(dir: &Path, n: u64) -> Result<(), StoreError> {
+    let p = segment_path(dir, n);
+    std::fs::remove_file(&p).map_err(|e| io(p.display(), e))
+}
+
+fn remove_all_segments(dir: &Path) -> Result<(), StoreError> {
+    segments(dir)?
+        .into_iter()
+        .try_for_each(|n| remove_segment(dir, n))
 }
 
 /// Back-pressure while a checkpoint runs, given the log bytes staged since
@@ -412,7 +413,7 @@ pub fn replay_into(base: &Arc<dyn Store>, dir: &Path) -> Result<(), StoreError> 
         base.commit(writes)?;
     }
     if !rec.segments.is_empty() {
-        remove_segments(dir, |_| true)?;
+        remove_all_segments(dir)?;
     }
     Ok(())
 }
@@ -816,11 +817,9 @@ impl Shared {
             done.into_iter().map(|(n, _)| n).collect()
         };
         self.durable.notify_all(); // stagers held back by back-pressure
-        for n in covered {
-            let p = segment_path(&self.dir, n);
-            std::fs::remove_file(&p).map_err(|e| io(p.display(), e))?;
-        }
-        Ok(())
+        covered
+            .into_iter()
+            .try_for_each(|n| remove_segment(&self.dir, n))
     }
 
     /// The lines `pick` takes from the overlays' ops, oldest first (the
@@ -1020,7 +1019,7 @@ impl Drop for LogStore {
             let _ = t.join();
         }
         if last.is_ok() {
-            let _ = remove_segments(&self.shared.dir, |_| true);
+            let _ = remove_all_segments(&self.shared.dir);
             let _ = std::fs::remove_file(spare_path(&self.shared.dir));
         }
     }
