@@ -46,8 +46,8 @@
 //! Corrupt JSON is reported as [`StoreError::Corrupt`] naming table, record
 //! kind and key; no value read from disk is unwrapped. Keys are decoded by
 //! redb 2 itself, which panics on a damaged key (a string that is not UTF-8,
-//! a tuple length past the end) instead of returning an error — a known
-//! limit, as it was with layout 1.
+//! a tuple length past the end); every operation runs under [`shielded`],
+//! which turns that panic into a Corrupt error naming the file.
 //! `meta.layout` names the layout; a file with a newer one is refused.
 
 use std::ops::Bound;
@@ -120,6 +120,10 @@ impl RedbStore {
     /// Open or create the redb file at `path` (its directory must exist).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        shielded(&path.clone(), || Self::open_at(path))
+    }
+
+    fn open_at(path: PathBuf) -> Result<Self, StoreError> {
         // redb's default page cache is 1 GiB; 256 MiB keeps `serve` on a
         // 10 M-account store under 512 MiB RSS at no measured throughput
         // cost (benches/RESULTS.md §8).
@@ -242,25 +246,52 @@ fn migrate_layout_1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Run one store operation, turning a panic inside redb into an error.
+///
+/// redb 2 decodes keys itself and panics on a damaged one (a string that is
+/// not UTF-8, a tuple length past the end) instead of returning an error.
+/// Caught here it becomes [`StoreError::Corrupt`] naming the file: the
+/// requests that meet the damaged record are refused, the process and
+/// everyone else's requests go on. A panic that left one of redb's locks
+/// poisoned makes later calls panic, and be refused, the same way; an
+/// aborted write transaction is rolled back by redb when it is dropped.
+fn shielded<T>(path: &Path, op: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(StoreError::Corrupt(format!(
+            "{}: redb failed on a damaged record ({why}); restore the file from a backup",
+            path.display()
+        )))
+    })
+}
+
 impl Store for RedbStore {
     fn backend(&self) -> &'static str {
         "redb"
     }
 
     fn catalog(&self) -> Result<Option<Catalog>, StoreError> {
-        let txn = self.read()?;
-        let t = txn.open_table(CATALOG).map_err(err)?;
-        let v = t.get(CATALOG_KEY).map_err(err)?;
-        v.map(|v| decode("catalog", CATALOG_KEY, v.value()))
-            .transpose()
+        shielded(&self.path, || {
+            let txn = self.read()?;
+            let t = txn.open_table(CATALOG).map_err(err)?;
+            let v = t.get(CATALOG_KEY).map_err(err)?;
+            v.map(|v| decode("catalog", CATALOG_KEY, v.value()))
+                .transpose()
+        })
     }
 
     fn account(&self, msisdn: &str) -> Result<Option<AccountState>, StoreError> {
-        let txn = self.read()?;
-        let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
-        let v = t.get((msisdn, ACCOUNT, 0)).map_err(err)?;
-        v.map(|v| decode(ACCOUNT_RECORDS, msisdn, v.value()))
-            .transpose()
+        shielded(&self.path, || {
+            let txn = self.read()?;
+            let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+            let v = t.get((msisdn, ACCOUNT, 0)).map_err(err)?;
+            v.map(|v| decode(ACCOUNT_RECORDS, msisdn, v.value()))
+                .transpose()
+        })
     }
 
     fn accounts_after(
@@ -268,225 +299,239 @@ impl Store for RedbStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AccountState>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let txn = self.read()?;
-        let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
-        let mut out = Vec::new();
-        // Walk the accounts, stepping over each subscriber's history: a few
-        // history records are cheaper to read past than a new descent, a
-        // long history is not (the nightly sweep reads every account).
-        let mut resume: Option<String> = after.map(str::to_owned);
-        'seek: loop {
-            // Past every record of `resume`: its last possible key, excluded.
-            let lower = match resume.as_deref() {
-                Some(a) => Bound::Excluded((a, u8::MAX, u64::MAX)),
-                None => Bound::Unbounded,
-            };
-            let mut history = 0usize;
-            for entry in t
-                .range::<(&str, u8, u64)>((lower, Bound::Unbounded))
-                .map_err(err)?
-            {
-                let (k, v) = entry.map_err(err)?;
-                let (m, kind, _) = k.value();
-                if kind == ACCOUNT {
-                    history = 0;
-                    out.push(decode(ACCOUNT_RECORDS, m, v.value())?);
-                    if out.len() >= limit {
-                        break 'seek;
-                    }
-                } else {
-                    history += 1;
-                    if history > HISTORY_SKIP {
-                        resume = Some(m.to_owned());
-                        continue 'seek;
+        shielded(&self.path, || {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let txn = self.read()?;
+            let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+            let mut out = Vec::new();
+            // Walk the accounts, stepping over each subscriber's history: a few
+            // history records are cheaper to read past than a new descent, a
+            // long history is not (the nightly sweep reads every account).
+            let mut resume: Option<String> = after.map(str::to_owned);
+            'seek: loop {
+                // Past every record of `resume`: its last possible key, excluded.
+                let lower = match resume.as_deref() {
+                    Some(a) => Bound::Excluded((a, u8::MAX, u64::MAX)),
+                    None => Bound::Unbounded,
+                };
+                let mut history = 0usize;
+                for entry in t
+                    .range::<(&str, u8, u64)>((lower, Bound::Unbounded))
+                    .map_err(err)?
+                {
+                    let (k, v) = entry.map_err(err)?;
+                    let (m, kind, _) = k.value();
+                    if kind == ACCOUNT {
+                        history = 0;
+                        out.push(decode(ACCOUNT_RECORDS, m, v.value())?);
+                        if out.len() >= limit {
+                            break 'seek;
+                        }
+                    } else {
+                        history += 1;
+                        if history > HISTORY_SKIP {
+                            resume = Some(m.to_owned());
+                            continue 'seek;
+                        }
                     }
                 }
+                break;
             }
-            break;
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn account_count(&self) -> Result<u64, StoreError> {
-        let txn = self.read()?;
-        let meta = txn.open_table(META).map_err(err)?;
-        Ok(meta
-            .get(ACCOUNT_COUNT)
-            .map_err(err)?
-            .map_or(0, |v| v.value()))
+        shielded(&self.path, || {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).map_err(err)?;
+            Ok(meta
+                .get(ACCOUNT_COUNT)
+                .map_err(err)?
+                .map_or(0, |v| v.value()))
+        })
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
-        let mut committed = Committed::default();
-        if writes.is_empty() {
-            return Ok(committed);
-        }
-        let mut txn = self.db.begin_write().map_err(err)?;
-        txn.set_durability(Durability::Immediate);
-        {
-            let mut subs = txn.open_table(SUBSCRIBERS).map_err(err)?;
-            let mut catalog = txn.open_table(CATALOG).map_err(err)?;
-            let mut journal = txn.open_table(JOURNAL).map_err(err)?;
-            let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
-            let mut meta = txn.open_table(META).map_err(err)?;
-            let mut next_journal = next_counter(&meta, NEXT_JOURNAL)?;
-            let mut next_statement = next_counter(&meta, NEXT_STATEMENT)?;
-            let mut next_outbox = next_counter(&meta, NEXT_OUTBOX)?;
-            let mut accounts = meta
-                .get(ACCOUNT_COUNT)
-                .map_err(err)?
-                .map_or(0, |v| v.value());
-            let (j0, s0, o0, a0) = (next_journal, next_statement, next_outbox, accounts);
+        shielded(&self.path, || {
+            let mut committed = Committed::default();
+            if writes.is_empty() {
+                return Ok(committed);
+            }
+            let mut txn = self.db.begin_write().map_err(err)?;
+            txn.set_durability(Durability::Immediate);
+            {
+                let mut subs = txn.open_table(SUBSCRIBERS).map_err(err)?;
+                let mut catalog = txn.open_table(CATALOG).map_err(err)?;
+                let mut journal = txn.open_table(JOURNAL).map_err(err)?;
+                let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
+                let mut meta = txn.open_table(META).map_err(err)?;
+                let mut next_journal = next_counter(&meta, NEXT_JOURNAL)?;
+                let mut next_statement = next_counter(&meta, NEXT_STATEMENT)?;
+                let mut next_outbox = next_counter(&meta, NEXT_OUTBOX)?;
+                let mut accounts = meta
+                    .get(ACCOUNT_COUNT)
+                    .map_err(err)?
+                    .map_or(0, |v| v.value());
+                let (j0, s0, o0, a0) = (next_journal, next_statement, next_outbox, accounts);
 
-            for w in writes {
-                match w {
-                    Write::PutAccount(a) => {
-                        let v = encode("accounts", &a)?;
-                        let old = subs
-                            .insert((a.account.msisdn.as_str(), ACCOUNT, 0), v.as_slice())
+                for w in writes {
+                    match w {
+                        Write::PutAccount(a) => {
+                            let v = encode("accounts", &a)?;
+                            let old = subs
+                                .insert((a.account.msisdn.as_str(), ACCOUNT, 0), v.as_slice())
+                                .map_err(err)?;
+                            if old.is_none() {
+                                accounts += 1;
+                            }
+                        }
+                        Write::Journal(line) => {
+                            let v = encode("journal", &line)?;
+                            journal.insert(next_journal, v.as_slice()).map_err(err)?;
+                            subs.insert(
+                                (line.msisdn.as_str(), JOURNAL_REF, next_journal),
+                                [].as_slice(),
+                            )
                             .map_err(err)?;
-                        if old.is_none() {
-                            accounts += 1;
+                            next_journal += 1;
+                        }
+                        Write::Statement(line) => {
+                            let v = encode("statement", &line)?;
+                            subs.insert(
+                                (line.msisdn.as_str(), STATEMENT, next_statement),
+                                v.as_slice(),
+                            )
+                            .map_err(err)?;
+                            next_statement += 1;
+                        }
+                        Write::Enqueue(n) => {
+                            let v = encode("outbox", &n)?;
+                            outbox.insert(next_outbox, v.as_slice()).map_err(err)?;
+                            committed.enqueued.push(next_outbox);
+                            next_outbox += 1;
+                        }
+                        Write::Dequeue(id) => {
+                            outbox.remove(id).map_err(err)?;
+                        }
+                        Write::PutCatalog(c) => {
+                            let v = encode("catalog", &c)?;
+                            catalog.insert(CATALOG_KEY, v.as_slice()).map_err(err)?;
+                        }
+                        Write::EnqueueAt(id, n) => {
+                            let v = encode("outbox", &n)?;
+                            outbox.insert(id, v.as_slice()).map_err(err)?;
+                            next_outbox = next_outbox.max(id + 1);
+                        }
+                        Write::LogMark(m) => {
+                            meta.insert(LOG_SEQ, m.log_seq).map_err(err)?;
+                            next_outbox = next_outbox.max(m.next_outbox_id);
                         }
                     }
-                    Write::Journal(line) => {
-                        let v = encode("journal", &line)?;
-                        journal.insert(next_journal, v.as_slice()).map_err(err)?;
-                        subs.insert(
-                            (line.msisdn.as_str(), JOURNAL_REF, next_journal),
-                            [].as_slice(),
-                        )
-                        .map_err(err)?;
-                        next_journal += 1;
-                    }
-                    Write::Statement(line) => {
-                        let v = encode("statement", &line)?;
-                        subs.insert(
-                            (line.msisdn.as_str(), STATEMENT, next_statement),
-                            v.as_slice(),
-                        )
-                        .map_err(err)?;
-                        next_statement += 1;
-                    }
-                    Write::Enqueue(n) => {
-                        let v = encode("outbox", &n)?;
-                        outbox.insert(next_outbox, v.as_slice()).map_err(err)?;
-                        committed.enqueued.push(next_outbox);
-                        next_outbox += 1;
-                    }
-                    Write::Dequeue(id) => {
-                        outbox.remove(id).map_err(err)?;
-                    }
-                    Write::PutCatalog(c) => {
-                        let v = encode("catalog", &c)?;
-                        catalog.insert(CATALOG_KEY, v.as_slice()).map_err(err)?;
-                    }
-                    Write::EnqueueAt(id, n) => {
-                        let v = encode("outbox", &n)?;
-                        outbox.insert(id, v.as_slice()).map_err(err)?;
-                        next_outbox = next_outbox.max(id + 1);
-                    }
-                    Write::LogMark(m) => {
-                        meta.insert(LOG_SEQ, m.log_seq).map_err(err)?;
-                        next_outbox = next_outbox.max(m.next_outbox_id);
+                }
+                for (name, old, new) in [
+                    (NEXT_JOURNAL, j0, next_journal),
+                    (NEXT_STATEMENT, s0, next_statement),
+                    (NEXT_OUTBOX, o0, next_outbox),
+                    (ACCOUNT_COUNT, a0, accounts),
+                ] {
+                    if new != old {
+                        meta.insert(name, new).map_err(err)?;
                     }
                 }
             }
-            for (name, old, new) in [
-                (NEXT_JOURNAL, j0, next_journal),
-                (NEXT_STATEMENT, s0, next_statement),
-                (NEXT_OUTBOX, o0, next_outbox),
-                (ACCOUNT_COUNT, a0, accounts),
-            ] {
-                if new != old {
-                    meta.insert(name, new).map_err(err)?;
-                }
-            }
-        }
-        txn.commit().map_err(err)?;
-        Ok(committed)
+            txn.commit().map_err(err)?;
+            Ok(committed)
+        })
     }
 
     fn log_marks(&self) -> Result<super::LogMarks, StoreError> {
-        let txn = self.read()?;
-        let meta = txn.open_table(META).map_err(err)?;
-        let get = |name: &str, default: u64| -> Result<u64, StoreError> {
-            Ok(meta.get(name).map_err(err)?.map_or(default, |v| v.value()))
-        };
-        Ok(super::LogMarks {
-            log_seq: get(LOG_SEQ, 0)?,
-            next_outbox_id: get(NEXT_OUTBOX, 1)?,
+        shielded(&self.path, || {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).map_err(err)?;
+            let get = |name: &str, default: u64| -> Result<u64, StoreError> {
+                Ok(meta.get(name).map_err(err)?.map_or(default, |v| v.value()))
+            };
+            Ok(super::LogMarks {
+                log_seq: get(LOG_SEQ, 0)?,
+                next_outbox_id: get(NEXT_OUTBOX, 1)?,
+            })
         })
     }
 
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {
-        let txn = self.read()?;
-        let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
-        let mut out = Vec::new();
-        for entry in t
-            .range((msisdn, STATEMENT, 0u64)..=(msisdn, STATEMENT, u64::MAX))
-            .map_err(err)?
-        {
-            let (k, v) = entry.map_err(err)?;
-            let (_, _, seq) = k.value();
-            out.push(decode(
-                "subscribers (statement)",
-                format!("({msisdn}, {STATEMENT}, {seq})"),
-                v.value(),
-            )?);
-        }
-        Ok(out)
+        shielded(&self.path, || {
+            let txn = self.read()?;
+            let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+            let mut out = Vec::new();
+            for entry in t
+                .range((msisdn, STATEMENT, 0u64)..=(msisdn, STATEMENT, u64::MAX))
+                .map_err(err)?
+            {
+                let (k, v) = entry.map_err(err)?;
+                let (_, _, seq) = k.value();
+                out.push(decode(
+                    "subscribers (statement)",
+                    format!("({msisdn}, {STATEMENT}, {seq})"),
+                    v.value(),
+                )?);
+            }
+            Ok(out)
+        })
     }
 
     fn journal(&self, msisdn: Option<&str>) -> Result<Vec<JournalLine>, StoreError> {
-        let txn = self.read()?;
-        let t = txn.open_table(JOURNAL).map_err(err)?;
-        let mut out = Vec::new();
-        match msisdn {
-            None => {
-                for entry in t.iter().map_err(err)? {
-                    let (k, v) = entry.map_err(err)?;
-                    out.push(decode("journal", k.value(), v.value())?);
+        shielded(&self.path, || {
+            let txn = self.read()?;
+            let t = txn.open_table(JOURNAL).map_err(err)?;
+            let mut out = Vec::new();
+            match msisdn {
+                None => {
+                    for entry in t.iter().map_err(err)? {
+                        let (k, v) = entry.map_err(err)?;
+                        out.push(decode("journal", k.value(), v.value())?);
+                    }
                 }
-            }
-            Some(m) => {
-                let idx = txn.open_table(SUBSCRIBERS).map_err(err)?;
-                for entry in idx
-                    .range((m, JOURNAL_REF, 0u64)..=(m, JOURNAL_REF, u64::MAX))
-                    .map_err(err)?
-                {
-                    let (k, _) = entry.map_err(err)?;
-                    let (_, _, seq) = k.value();
-                    let v = t.get(seq).map_err(err)?.ok_or_else(|| {
+                Some(m) => {
+                    let idx = txn.open_table(SUBSCRIBERS).map_err(err)?;
+                    for entry in idx
+                        .range((m, JOURNAL_REF, 0u64)..=(m, JOURNAL_REF, u64::MAX))
+                        .map_err(err)?
+                    {
+                        let (k, _) = entry.map_err(err)?;
+                        let (_, _, seq) = k.value();
+                        let v = t.get(seq).map_err(err)?.ok_or_else(|| {
                         StoreError::Corrupt(format!(
                             "table subscribers, key ({m}, {JOURNAL_REF}, {seq}): no journal line {seq}"
                         ))
                     })?;
-                    out.push(decode("journal", seq, v.value())?);
+                        out.push(decode("journal", seq, v.value())?);
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn outbox(&self, limit: usize) -> Result<Vec<(u64, Notice)>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let txn = self.read()?;
-        let t = txn.open_table(OUTBOX).map_err(err)?;
-        let mut out = Vec::new();
-        for entry in t.iter().map_err(err)? {
-            let (k, v) = entry.map_err(err)?;
-            out.push((k.value(), decode("outbox", k.value(), v.value())?));
-            if out.len() >= limit {
-                break;
+        shielded(&self.path, || {
+            if limit == 0 {
+                return Ok(Vec::new());
             }
-        }
-        Ok(out)
+            let txn = self.read()?;
+            let t = txn.open_table(OUTBOX).map_err(err)?;
+            let mut out = Vec::new();
+            for entry in t.iter().map_err(err)? {
+                let (k, v) = entry.map_err(err)?;
+                out.push((k.value(), decode("outbox", k.value(), v.value())?));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -683,5 +728,50 @@ mod tests {
         }
         let e = RedbStore::open(&path).unwrap_err().to_string();
         assert!(e.contains("layout 3") && e.contains("newer"), "{e}");
+    }
+
+    /// A key damaged on disk (its MSISDN no longer UTF-8, page checksums
+    /// left as they were) makes redb 2 panic while decoding it; the store
+    /// answers the calls that meet it with a Corrupt error naming the file
+    /// instead, and a later call still gets an answer.
+    #[test]
+    fn a_damaged_key_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let damaged = "79160000002";
+        {
+            let s = RedbStore::open(&path).unwrap();
+            let w = ["79160000001", damaged, "79160000003"]
+                .iter()
+                .map(|m| Write::PutAccount(account(m, 1)))
+                .collect();
+            s.commit(w).unwrap();
+        }
+        // Every copy of the MSISDN (key and JSON value) gets a byte that is
+        // not UTF-8.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let needle = damaged.as_bytes();
+        let mut hits = 0;
+        for i in 0..bytes.len().saturating_sub(needle.len()) {
+            if &bytes[i..i + needle.len()] == needle {
+                bytes[i + needle.len() - 1] = 0xff;
+                hits += 1;
+            }
+        }
+        assert!(hits >= 2, "key and value found: {hits}");
+        std::fs::write(&path, bytes).unwrap();
+
+        let s = RedbStore::open(&path).unwrap();
+        let listed = s.accounts_after(None, 10).unwrap_err().to_string();
+        assert!(
+            listed.contains("corrupt") && listed.contains(&path.display().to_string()),
+            "{listed}"
+        );
+        let looked_up = s.account("79160000003").unwrap_err().to_string();
+        assert!(looked_up.contains("corrupt"), "{looked_up}");
+        // The store still answers (here: with the same error), it did not
+        // take the process down.
+        assert!(s.accounts_after(None, 10).is_err());
+        assert_eq!(s.account_count().unwrap(), 3);
     }
 }
