@@ -318,6 +318,11 @@ pub struct ConcatKey {
     /// Parts in the message; part of the key so a reused reference with a
     /// different count starts a new message.
     pub total: u8,
+    /// The SMPP `data_coding` of the parts. Every part of one message has
+    /// the same (3GPP TS 23.040 9.2.3.24.1), so a part with another coding
+    /// is another message; kept so a message that expires incomplete is
+    /// decoded with its own coding rather than a guess.
+    pub data_coding: u8,
 }
 
 /// Bounds on what the [`Reassembler`] holds.
@@ -557,6 +562,7 @@ mod tests {
 
     fn key(sender: &str, reference: u16, total: u8) -> ConcatKey {
         ConcatKey {
+            data_coding: 0,
             sender: sender.to_owned(),
             reference,
             total,

@@ -18,7 +18,8 @@
 //!   they arrive and buffered; the part that completes the message is the
 //!   one request, answered after the commit like any other. A message whose
 //!   parts stop coming is, after the reassembly timeout, taken as the text
-//!   that did arrive: any SMS to the short number renews, and no request is
+//!   that did arrive, decoded with the parts' own data_coding (part of the
+//!   reassembly key): any SMS to the short number renews, and no request is
 //!   lost without a trace (G5).
 //! - A malformed UDH does not refuse the SMS: the octets are taken as text.
 //! - Delivery receipts and intermediate notifications (esm_class, or a
@@ -180,6 +181,7 @@ impl Routing {
                 sender: subscriber.clone(),
                 reference: ref_num,
                 total,
+                data_coding: mo.data_coding,
             };
             let inserted = match self.reassembler.lock() {
                 Ok(mut r) => r.insert(mono_ms, key, seq, body),
@@ -224,11 +226,7 @@ impl Routing {
         expired
             .into_iter()
             .map(|e| {
-                // Parts were buffered as payload octets of one data_coding
-                // the buffer did not keep; GSM 7-bit and UCS2 both decode,
-                // so guess UCS2 when the length is even and it decodes clean.
-                let bytes = e.partial_payload();
-                let request = decode_guess(&bytes);
+                let request = text::decode_short_message(e.key.data_coding, &e.partial_payload());
                 Request {
                     command: Command::Renew {
                         channel: Channel::Sms,
@@ -243,15 +241,6 @@ impl Routing {
                 }
             })
             .collect()
-    }
-}
-
-fn decode_guess(bytes: &[u8]) -> String {
-    let ucs2 = text::decode_short_message(text::DC_UCS2, bytes);
-    if bytes.len() % 2 == 0 && !ucs2.contains('\u{FFFD}') {
-        ucs2
-    } else {
-        text::decode_short_message(text::DC_GSM7, bytes)
     }
 }
 
@@ -419,6 +408,44 @@ mod tests {
         match command(&actions[2]) {
             Command::Renew { request, .. } => assert_eq!(request, &text),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A message whose other parts never come is decoded with the coding
+    /// its parts arrived in: GSM 7-bit text of even length stays text (a
+    /// guess would read it as UCS2), UCS2 Cyrillic stays Cyrillic.
+    #[test]
+    fn an_expired_partial_message_keeps_its_coding() {
+        let r = routing();
+        let timeout = ReassemblyLimits::default().timeout_ms;
+        let ucs2: Vec<u8> = "Обнови"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .collect();
+        for (i, (dc, body, want)) in [
+            (text::DC_GSM7, b"renew me".to_vec(), "renew me"),
+            (text::DC_UCS2, ucs2, "Обнови"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut m = mo("9290", &body);
+            m.data_coding = dc;
+            m.sar = Some(Sar {
+                msg_ref_num: 9 + i as u16,
+                total_segments: 2,
+                segment_seqnum: 1,
+            });
+            assert_eq!(
+                r.classify(&m, now(), 0),
+                MoAction::Respond(CommandStatus::EsmeRok)
+            );
+            let expired = r.expired(now(), timeout);
+            assert_eq!(expired.len(), 1);
+            match &expired[0].command {
+                Command::Renew { request, .. } => assert_eq!(request, want),
+                other => panic!("{other:?}"),
+            }
         }
     }
 
