@@ -624,7 +624,19 @@ fn poke_garbage(kind: StoreKind, dir: &Path, key: &str) {
             );
         }
         StoreKind::Sled => {
-            let db = sled::open(dir.join(super::sled_store::DIR_NAME)).unwrap();
+            // Like `reopen`: the closed handle's flusher may hold the lock
+            // for a moment.
+            let path = dir.join(super::sled_store::DIR_NAME);
+            let mut tries = 0;
+            let db = loop {
+                match sled::open(&path) {
+                    Err(_) if tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    other => break other.expect("open sled for poking"),
+                }
+            };
             db.open_tree("accounts")
                 .unwrap()
                 .insert(key.as_bytes(), b"\xff{not json".as_slice())
