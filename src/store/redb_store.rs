@@ -772,6 +772,13 @@ mod tests {
         // The store still answers (here: with the same error), it did not
         // take the process down.
         assert!(s.accounts_after(None, 10).is_err());
+        // A write that has to pass the damaged key is refused whole (redb
+        // panics inside the write transaction, which is rolled back), and
+        // the next one is refused the same way rather than aborting.
+        for m in ["79160000003", "79160000004"] {
+            let w = s.commit(vec![Write::PutAccount(account(m, 5))]);
+            assert!(matches!(w, Err(StoreError::Corrupt(_))), "{m}: {w:?}");
+        }
         assert_eq!(s.account_count().unwrap(), 3);
     }
 }
