@@ -246,6 +246,93 @@ fn migrate_layout_1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Apply one commit's writes inside `txn` (the caller commits or aborts).
+fn apply_writes(
+    txn: &redb::WriteTransaction,
+    writes: Vec<Write>,
+    committed: &mut Committed,
+) -> Result<(), StoreError> {
+    let mut subs = txn.open_table(SUBSCRIBERS).map_err(err)?;
+    let mut catalog = txn.open_table(CATALOG).map_err(err)?;
+    let mut journal = txn.open_table(JOURNAL).map_err(err)?;
+    let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
+    let mut meta = txn.open_table(META).map_err(err)?;
+    let mut next_journal = next_counter(&meta, NEXT_JOURNAL)?;
+    let mut next_statement = next_counter(&meta, NEXT_STATEMENT)?;
+    let mut next_outbox = next_counter(&meta, NEXT_OUTBOX)?;
+    let mut accounts = meta
+        .get(ACCOUNT_COUNT)
+        .map_err(err)?
+        .map_or(0, |v| v.value());
+    let (j0, s0, o0, a0) = (next_journal, next_statement, next_outbox, accounts);
+
+    for w in writes {
+        match w {
+            Write::PutAccount(a) => {
+                let v = encode("accounts", &a)?;
+                let old = subs
+                    .insert((a.account.msisdn.as_str(), ACCOUNT, 0), v.as_slice())
+                    .map_err(err)?;
+                if old.is_none() {
+                    accounts += 1;
+                }
+            }
+            Write::Journal(line) => {
+                let v = encode("journal", &line)?;
+                journal.insert(next_journal, v.as_slice()).map_err(err)?;
+                subs.insert(
+                    (line.msisdn.as_str(), JOURNAL_REF, next_journal),
+                    [].as_slice(),
+                )
+                .map_err(err)?;
+                next_journal += 1;
+            }
+            Write::Statement(line) => {
+                let v = encode("statement", &line)?;
+                subs.insert(
+                    (line.msisdn.as_str(), STATEMENT, next_statement),
+                    v.as_slice(),
+                )
+                .map_err(err)?;
+                next_statement += 1;
+            }
+            Write::Enqueue(n) => {
+                let v = encode("outbox", &n)?;
+                outbox.insert(next_outbox, v.as_slice()).map_err(err)?;
+                committed.enqueued.push(next_outbox);
+                next_outbox += 1;
+            }
+            Write::Dequeue(id) => {
+                outbox.remove(id).map_err(err)?;
+            }
+            Write::PutCatalog(c) => {
+                let v = encode("catalog", &c)?;
+                catalog.insert(CATALOG_KEY, v.as_slice()).map_err(err)?;
+            }
+            Write::EnqueueAt(id, n) => {
+                let v = encode("outbox", &n)?;
+                outbox.insert(id, v.as_slice()).map_err(err)?;
+                next_outbox = next_outbox.max(id + 1);
+            }
+            Write::LogMark(m) => {
+                meta.insert(LOG_SEQ, m.log_seq).map_err(err)?;
+                next_outbox = next_outbox.max(m.next_outbox_id);
+            }
+        }
+    }
+    for (name, old, new) in [
+        (NEXT_JOURNAL, j0, next_journal),
+        (NEXT_STATEMENT, s0, next_statement),
+        (NEXT_OUTBOX, o0, next_outbox),
+        (ACCOUNT_COUNT, a0, accounts),
+    ] {
+        if new != old {
+            meta.insert(name, new).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
 /// Run one store operation, turning a panic inside redb into an error.
 ///
 /// redb 2 decodes keys itself and panics on a damaged one (a string that is
@@ -253,8 +340,9 @@ fn migrate_layout_1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// Caught here it becomes [`StoreError::Corrupt`] naming the file: the
 /// requests that meet the damaged record are refused, the process and
 /// everyone else's requests go on. A panic that left one of redb's locks
-/// poisoned makes later calls panic, and be refused, the same way; an
-/// aborted write transaction is rolled back by redb when it is dropped.
+/// poisoned makes later calls panic, and be refused, the same way. A write
+/// transaction must not be dropped by the unwinding (redb then skips its
+/// rollback): `commit` catches inside it and aborts it.
 fn shielded<T>(path: &Path, op: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|panic| {
         let why = panic
@@ -362,85 +450,13 @@ impl Store for RedbStore {
             }
             let mut txn = self.db.begin_write().map_err(err)?;
             txn.set_durability(Durability::Immediate);
-            {
-                let mut subs = txn.open_table(SUBSCRIBERS).map_err(err)?;
-                let mut catalog = txn.open_table(CATALOG).map_err(err)?;
-                let mut journal = txn.open_table(JOURNAL).map_err(err)?;
-                let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
-                let mut meta = txn.open_table(META).map_err(err)?;
-                let mut next_journal = next_counter(&meta, NEXT_JOURNAL)?;
-                let mut next_statement = next_counter(&meta, NEXT_STATEMENT)?;
-                let mut next_outbox = next_counter(&meta, NEXT_OUTBOX)?;
-                let mut accounts = meta
-                    .get(ACCOUNT_COUNT)
-                    .map_err(err)?
-                    .map_or(0, |v| v.value());
-                let (j0, s0, o0, a0) = (next_journal, next_statement, next_outbox, accounts);
-
-                for w in writes {
-                    match w {
-                        Write::PutAccount(a) => {
-                            let v = encode("accounts", &a)?;
-                            let old = subs
-                                .insert((a.account.msisdn.as_str(), ACCOUNT, 0), v.as_slice())
-                                .map_err(err)?;
-                            if old.is_none() {
-                                accounts += 1;
-                            }
-                        }
-                        Write::Journal(line) => {
-                            let v = encode("journal", &line)?;
-                            journal.insert(next_journal, v.as_slice()).map_err(err)?;
-                            subs.insert(
-                                (line.msisdn.as_str(), JOURNAL_REF, next_journal),
-                                [].as_slice(),
-                            )
-                            .map_err(err)?;
-                            next_journal += 1;
-                        }
-                        Write::Statement(line) => {
-                            let v = encode("statement", &line)?;
-                            subs.insert(
-                                (line.msisdn.as_str(), STATEMENT, next_statement),
-                                v.as_slice(),
-                            )
-                            .map_err(err)?;
-                            next_statement += 1;
-                        }
-                        Write::Enqueue(n) => {
-                            let v = encode("outbox", &n)?;
-                            outbox.insert(next_outbox, v.as_slice()).map_err(err)?;
-                            committed.enqueued.push(next_outbox);
-                            next_outbox += 1;
-                        }
-                        Write::Dequeue(id) => {
-                            outbox.remove(id).map_err(err)?;
-                        }
-                        Write::PutCatalog(c) => {
-                            let v = encode("catalog", &c)?;
-                            catalog.insert(CATALOG_KEY, v.as_slice()).map_err(err)?;
-                        }
-                        Write::EnqueueAt(id, n) => {
-                            let v = encode("outbox", &n)?;
-                            outbox.insert(id, v.as_slice()).map_err(err)?;
-                            next_outbox = next_outbox.max(id + 1);
-                        }
-                        Write::LogMark(m) => {
-                            meta.insert(LOG_SEQ, m.log_seq).map_err(err)?;
-                            next_outbox = next_outbox.max(m.next_outbox_id);
-                        }
-                    }
-                }
-                for (name, old, new) in [
-                    (NEXT_JOURNAL, j0, next_journal),
-                    (NEXT_STATEMENT, s0, next_statement),
-                    (NEXT_OUTBOX, o0, next_outbox),
-                    (ACCOUNT_COUNT, a0, accounts),
-                ] {
-                    if new != old {
-                        meta.insert(name, new).map_err(err)?;
-                    }
-                }
+            // A panic while applying (a damaged key) must not drop the
+            // transaction while unwinding: redb then skips its rollback and
+            // the pages it allocated stay marked used for good. Caught here,
+            // the transaction is aborted once the unwinding is over.
+            if let Err(e) = shielded(&self.path, || apply_writes(&txn, writes, &mut committed)) {
+                let _ = txn.abort();
+                return Err(e);
             }
             txn.commit().map_err(err)?;
             Ok(committed)
@@ -780,5 +796,25 @@ mod tests {
             assert!(matches!(w, Err(StoreError::Corrupt(_))), "{m}: {w:?}");
         }
         assert_eq!(s.account_count().unwrap(), 3);
+        // Refused writes leave no pages behind: each of these allocates
+        // ~100 KB of outbox before it meets the damaged key (a transaction
+        // dropped while unwinding keeps them allocated for good: ~750 pages).
+        let pages = || {
+            s.db.begin_write()
+                .unwrap()
+                .stats()
+                .unwrap()
+                .allocated_pages()
+        };
+        let before = pages();
+        for _ in 0..30 {
+            let mut w: Vec<Write> = (0..100)
+                .map(|_| Write::Enqueue(notice("79160000001", &"x".repeat(1000))))
+                .collect();
+            w.push(Write::PutAccount(account("79160000003", 5)));
+            assert!(s.commit(w).is_err());
+        }
+        let after = pages();
+        assert!(after < before + 100, "pages in use: {before} -> {after}");
     }
 }
