@@ -318,11 +318,6 @@ pub struct ConcatKey {
     /// Parts in the message; part of the key so a reused reference with a
     /// different count starts a new message.
     pub total: u8,
-    /// The SMPP `data_coding` of the parts. Every part of one message has
-    /// the same (3GPP TS 23.040 9.2.3.24.1), so a part with another coding
-    /// is another message; kept so a message that expires incomplete is
-    /// decoded with its own coding rather than a guess.
-    pub data_coding: u8,
 }
 
 /// Bounds on what the [`Reassembler`] holds.
@@ -390,6 +385,10 @@ pub struct Expired {
     pub key: ConcatKey,
     /// When its first part arrived.
     pub first_ms: u64,
+    /// The SMPP `data_coding` its first part arrived with (all parts of one
+    /// message should share it, 3GPP TS 23.040 9.2.3.24.1), so the partial
+    /// text is decoded with it rather than guessed.
+    pub data_coding: u8,
     /// The parts received, as (seq, payload), in sequence order.
     pub parts: Vec<(u8, Vec<u8>)>,
 }
@@ -407,6 +406,7 @@ impl Expired {
 #[derive(Debug)]
 struct Pending {
     first_ms: u64,
+    data_coding: u8,
     /// Slot `seq - 1` holds that part once received.
     parts: Vec<Option<Vec<u8>>>,
     received: usize,
@@ -452,7 +452,8 @@ impl Reassembler {
         self.bytes
     }
 
-    /// Adds part `seq` of the message `key` at `now_ms`. Returns the whole
+    /// Adds part `seq` of the message `key`, in SMPP `data_coding`, at
+    /// `now_ms` (the first part's coding is kept for [`Expired`]). Returns the whole
     /// payload (parts joined in order) when this part completes it, `None`
     /// while parts are missing. A part already held is a retransmission: it
     /// is ignored (the first copy wins) and `None` returned. A message with
@@ -462,6 +463,7 @@ impl Reassembler {
         now_ms: u64,
         key: ConcatKey,
         seq: u8,
+        data_coding: u8,
         payload: &[u8],
     ) -> Result<Option<Vec<u8>>, ReassemblyError> {
         let total = key.total;
@@ -495,6 +497,7 @@ impl Reassembler {
                 parts[slot] = Some(payload.to_vec());
                 vacant.insert(Pending {
                     first_ms: now_ms,
+                    data_coding,
                     parts,
                     received: 1,
                     bytes: payload.len(),
@@ -538,6 +541,7 @@ impl Reassembler {
                 Some(Expired {
                     key,
                     first_ms: p.first_ms,
+                    data_coding: p.data_coding,
                     parts,
                 })
             })
@@ -562,7 +566,6 @@ mod tests {
 
     fn key(sender: &str, reference: u16, total: u8) -> ConcatKey {
         ConcatKey {
-            data_coding: 0,
             sender: sender.to_owned(),
             reference,
             total,
@@ -785,6 +788,7 @@ mod tests {
                         1_000,
                         key("79161234567", c.reference, c.total),
                         c.seq,
+                        s.data_coding,
                         payload,
                     )
                     .unwrap();
@@ -800,17 +804,17 @@ mod tests {
     #[test]
     fn parts_from_different_senders_or_references_do_not_mix() {
         let mut r = Reassembler::new(ReassemblyLimits::default());
-        assert_eq!(r.insert(0, key("A", 1, 2), 1, b"a1"), Ok(None));
-        assert_eq!(r.insert(0, key("B", 1, 2), 2, b"b2"), Ok(None));
-        assert_eq!(r.insert(0, key("A", 2, 2), 2, b"x2"), Ok(None));
-        assert_eq!(r.insert(0, key("A", 1, 3), 2, b"y2"), Ok(None));
+        assert_eq!(r.insert(0, key("A", 1, 2), 1, 0, b"a1"), Ok(None));
+        assert_eq!(r.insert(0, key("B", 1, 2), 2, 0, b"b2"), Ok(None));
+        assert_eq!(r.insert(0, key("A", 2, 2), 2, 0, b"x2"), Ok(None));
+        assert_eq!(r.insert(0, key("A", 1, 3), 2, 0, b"y2"), Ok(None));
         assert_eq!(r.pending_len(), 4);
         assert_eq!(
-            r.insert(0, key("A", 1, 2), 2, b"a2"),
+            r.insert(0, key("A", 1, 2), 2, 0, b"a2"),
             Ok(Some(b"a1a2".to_vec()))
         );
         assert_eq!(
-            r.insert(0, key("B", 1, 2), 1, b"b1"),
+            r.insert(0, key("B", 1, 2), 1, 0, b"b1"),
             Ok(Some(b"b1b2".to_vec()))
         );
     }
@@ -818,11 +822,11 @@ mod tests {
     #[test]
     fn a_retransmitted_part_is_ignored_and_the_first_copy_wins() {
         let mut r = Reassembler::new(ReassemblyLimits::default());
-        assert_eq!(r.insert(0, key("A", 1, 2), 1, b"first"), Ok(None));
-        assert_eq!(r.insert(5, key("A", 1, 2), 1, b"again"), Ok(None));
+        assert_eq!(r.insert(0, key("A", 1, 2), 1, 0, b"first"), Ok(None));
+        assert_eq!(r.insert(5, key("A", 1, 2), 1, 0, b"again"), Ok(None));
         assert_eq!(r.pending_bytes(), 5);
         assert_eq!(
-            r.insert(6, key("A", 1, 2), 2, b"+"),
+            r.insert(6, key("A", 1, 2), 2, 0, b"+"),
             Ok(Some(b"first+".to_vec()))
         );
     }
@@ -831,13 +835,13 @@ mod tests {
     fn single_part_and_out_of_range_segments() {
         let mut r = Reassembler::new(ReassemblyLimits::default());
         assert_eq!(
-            r.insert(0, key("A", 1, 1), 1, b"one"),
+            r.insert(0, key("A", 1, 1), 1, 0, b"one"),
             Ok(Some(b"one".to_vec()))
         );
         assert_eq!(r.pending_len(), 0);
         for (total, seq) in [(0, 0), (0, 1), (3, 0), (3, 4)] {
             assert_eq!(
-                r.insert(0, key("A", 1, total), seq, b"x"),
+                r.insert(0, key("A", 1, total), seq, 0, b"x"),
                 Err(ReassemblyError::InvalidSegment { seq, total })
             );
         }
@@ -852,9 +856,10 @@ mod tests {
         };
         let mut r = Reassembler::new(limits);
         assert_eq!(r.next_deadline_ms(), None);
-        r.insert(100, key("B", 9, 3), 3, b"c").unwrap();
-        r.insert(100, key("B", 9, 3), 1, b"a").unwrap();
-        r.insert(500, key("A", 1, 2), 1, b"z").unwrap();
+        // The first part's coding (UCS2 here) is the message's.
+        r.insert(100, key("B", 9, 3), 3, 8, b"c").unwrap();
+        r.insert(100, key("B", 9, 3), 1, 0, b"a").unwrap();
+        r.insert(500, key("A", 1, 2), 1, 0, b"z").unwrap();
         assert_eq!(r.next_deadline_ms(), Some(1_100));
         assert!(r.poll_expired(1_099).is_empty());
 
@@ -864,6 +869,7 @@ mod tests {
             vec![Expired {
                 key: key("B", 9, 3),
                 first_ms: 100,
+                data_coding: 8,
                 parts: vec![(1, b"a".to_vec()), (3, b"c".to_vec())],
             }]
         );
@@ -872,7 +878,7 @@ mod tests {
         assert_eq!(r.next_deadline_ms(), Some(1_500));
 
         // A late part of the expired message starts a new entry.
-        assert_eq!(r.insert(1_200, key("B", 9, 3), 2, b"b"), Ok(None));
+        assert_eq!(r.insert(1_200, key("B", 9, 3), 2, 0, b"b"), Ok(None));
         assert_eq!(r.poll_expired(u64::MAX).len(), 2);
         assert_eq!((r.pending_len(), r.pending_bytes()), (0, 0));
     }
@@ -885,14 +891,14 @@ mod tests {
             bytes_max: 10,
         };
         let mut r = Reassembler::new(limits);
-        r.insert(0, key("A", 1, 2), 1, b"1234").unwrap();
-        r.insert(0, key("B", 1, 2), 1, b"1234").unwrap();
+        r.insert(0, key("A", 1, 2), 1, 0, b"1234").unwrap();
+        r.insert(0, key("B", 1, 2), 1, 0, b"1234").unwrap();
         assert_eq!(
-            r.insert(0, key("C", 1, 2), 1, b"1"),
+            r.insert(0, key("C", 1, 2), 1, 0, b"1"),
             Err(ReassemblyError::TooManyPending { pending_max: 2 })
         );
         assert_eq!(
-            r.insert(0, key("A", 1, 2), 2, b"123"),
+            r.insert(0, key("A", 1, 2), 2, 0, b"123"),
             Err(ReassemblyError::TooManyBytes {
                 len: 3,
                 bytes_max: 10
@@ -900,10 +906,10 @@ mod tests {
         );
         // An existing message may still complete within the budget.
         assert_eq!(
-            r.insert(0, key("A", 1, 2), 2, b"12"),
+            r.insert(0, key("A", 1, 2), 2, 0, b"12"),
             Ok(Some(b"123412".to_vec()))
         );
-        assert_eq!(r.insert(0, key("C", 1, 2), 1, b"1"), Ok(None));
+        assert_eq!(r.insert(0, key("C", 1, 2), 1, 0, b"1"), Ok(None));
         assert_eq!(r.pending_bytes(), 5);
     }
 
@@ -990,7 +996,7 @@ mod tests {
                     Op::Insert { sender, reference, total, seq, len, dt_ms } => {
                         now += dt_ms;
                         let k = key(&sender.to_string(), reference, total);
-                        if let Ok(Some(whole)) = r.insert(now, k, seq, &vec![seq; len]) {
+                        if let Ok(Some(whole)) = r.insert(now, k, seq, 0, &vec![seq; len]) {
                             prop_assert!(whole.len() <= limits.bytes_max.max(len));
                         }
                     }

@@ -18,8 +18,8 @@
 //!   they arrive and buffered; the part that completes the message is the
 //!   one request, answered after the commit like any other. A message whose
 //!   parts stop coming is, after the reassembly timeout, taken as the text
-//!   that did arrive, decoded with the parts' own data_coding (part of the
-//!   reassembly key): any SMS to the short number renews, and no request is
+//!   that did arrive, decoded with the data_coding its first part came in:
+//!   any SMS to the short number renews, and no request is
 //!   lost without a trace (G5).
 //! - A malformed UDH does not refuse the SMS: the octets are taken as text.
 //! - Delivery receipts and intermediate notifications (esm_class, or a
@@ -181,10 +181,9 @@ impl Routing {
                 sender: subscriber.clone(),
                 reference: ref_num,
                 total,
-                data_coding: mo.data_coding,
             };
             let inserted = match self.reassembler.lock() {
-                Ok(mut r) => r.insert(mono_ms, key, seq, body),
+                Ok(mut r) => r.insert(mono_ms, key, seq, mo.data_coding, body),
                 Err(_) => return MoAction::Respond(CommandStatus::EsmeRsyserr),
             };
             match inserted {
@@ -226,7 +225,7 @@ impl Routing {
         expired
             .into_iter()
             .map(|e| {
-                let request = text::decode_short_message(e.key.data_coding, &e.partial_payload());
+                let request = text::decode_short_message(e.data_coding, &e.partial_payload());
                 Request {
                     command: Command::Renew {
                         channel: Channel::Sms,
