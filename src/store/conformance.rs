@@ -630,7 +630,8 @@ fn poke_garbage(kind: StoreKind, dir: &Path, key: &str) {
             let mut tries = 0;
             let db = loop {
                 match sled::open(&path) {
-                    Err(_) if tries < 100 => {
+                    // The lock shows as an I/O error (WouldBlock).
+                    Err(sled::Error::Io(_)) if tries < 100 => {
                         tries += 1;
                         std::thread::sleep(std::time::Duration::from_millis(20));
                     }

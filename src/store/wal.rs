@@ -26,7 +26,8 @@
 //! so a checkpoint never shows a line twice or not at all.
 //!
 //! Segments (`wal-<n>.log`) are zero-filled to [`LogOptions::segment_bytes`]
-//! before use (the checkpointer keeps a spare ready), so appending a record
+//! before use (the first at open, then the checkpointer keeps a spare
+//! ready), so appending a record
 //! and syncing it changes no file metadata; a zero header marks the end of
 //! what was written. The syncer starts a new segment when one is full; a
 //! checkpoint deletes the finished segments whose records it covers.
@@ -209,7 +210,7 @@ fn zero_file(dir: &Path, path: &Path, len: u64) -> Result<(), StoreError> {
 /// than all at once in its final `fsync`. Why: on a disk with a volatile
 /// cache every flush carries whatever anyone wrote before it, and a log
 /// `fdatasync` issued while 32 MiB of zeros were in flight took 14 ms
-/// instead of 0.2 ms (chunked: at most 1 ms; benches/RESULTS.md, session 4).
+/// instead of 0.2 ms at p99 (chunked: 1 ms; benches/RESULTS.md, session 4).
 /// Only a hint: failure or another OS leaves the final `fsync` to do it all.
 fn write_out(f: &File, offset: u64, len: u64) {
     #[cfg(target_os = "linux")]
@@ -700,8 +701,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Segment `n`: the prepared spare renamed into place, or (first use,
-    /// or the preparer fell behind) a new zero-filled file.
+    /// Segment `n`: the prepared spare renamed into place (open prepares the
+    /// first), or, when the checkpointer fell behind preparing the next, a
+    /// new zero-filled file.
     fn start_segment(&self, n: u64) -> Result<Segment, StoreError> {
         let path = segment_path(&self.dir, n);
         match std::fs::rename(spare_path(&self.dir), &path) {
