@@ -9,7 +9,9 @@
 //! arrive together into one batch is what makes one fsync serve many.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -58,10 +60,16 @@ const READ_THREADS: usize = 4;
 /// Distinct subscribers in a batch from which reading them in parallel pays
 /// for starting the threads.
 const PARALLEL_READS_FROM: usize = 16;
+/// Average account read (ns) above which reads are taken to go to the disk:
+/// a read served from memory takes a few µs, one from the disk 0.1 ms or
+/// more.
+const SLOW_READ_NS: u64 = 50_000;
 
 pub struct Gateway {
     store: Arc<dyn Store>,
     engine: Engine,
+    /// Moving average of one account read, in ns (see `read_accounts`).
+    read_ns: AtomicU64,
 }
 
 impl Gateway {
@@ -71,6 +79,7 @@ impl Gateway {
         Ok(Gateway {
             engine: Engine::new(catalog, config)?,
             store,
+            read_ns: AtomicU64::new(0),
         })
     }
 
@@ -103,13 +112,16 @@ impl Gateway {
         Ok(results)
     }
 
-    /// The stored accounts of a batch's subscribers, read on
-    /// [`READ_THREADS`] threads at once when the batch is large: an account
-    /// missing from the page cache costs a disk read, and one at a time
-    /// those reads set the pace of the whole gateway after a restart
-    /// (measured from a cold page cache: ~9.0 k → ~11.9 k req/s; no change
-    /// when warm; benches/RESULTS.md, session 4). Reads only: the batch is
-    /// still applied in order on the caller's thread.
+    /// The stored accounts of a batch's subscribers. While reads go to the
+    /// disk (their moving average is over [`SLOW_READ_NS`], as after a
+    /// restart with a cold page cache) a large batch is read on
+    /// [`READ_THREADS`] threads at once, because one at a time those reads
+    /// set the pace of the whole gateway (measured cold: ~8–9 k → ~10.5–12 k
+    /// req/s). From memory they are read in turn: there the threads only
+    /// cost (measured at 7,200 req/s: p99 12 → 22 ms when always on;
+    /// benches/RESULTS.md, session 4). The clock only picks how reads are
+    /// scheduled, never what is read or decided; the batch is still applied
+    /// in order on the caller's thread.
     fn read_accounts<'r>(
         &self,
         requests: &'r [Request],
@@ -117,12 +129,33 @@ impl Gateway {
         let mut wanted: Vec<&str> = requests.iter().map(|r| r.msisdn.as_str()).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        if wanted.len() < PARALLEL_READS_FROM {
-            return wanted
+        let (n, started) = (wanted.len(), Instant::now());
+        let parallel =
+            n >= PARALLEL_READS_FROM && self.read_ns.load(Ordering::Relaxed) > SLOW_READ_NS;
+        let out = if parallel {
+            self.read_in_parallel(&wanted)
+        } else {
+            wanted
                 .into_iter()
                 .map(|m| Ok((m, self.store.account(m)?)))
-                .collect();
+                .collect()
+        };
+        if n > 0 {
+            // Per read, as if one at a time: in parallel each took about
+            // READ_THREADS times its share of the elapsed time.
+            let threads = if parallel { READ_THREADS as u128 } else { 1 };
+            let sample = (started.elapsed().as_nanos() * threads / n as u128) as u64;
+            let old = self.read_ns.load(Ordering::Relaxed);
+            self.read_ns
+                .store(old - old / 8 + sample / 8, Ordering::Relaxed);
         }
+        out
+    }
+
+    fn read_in_parallel<'r>(
+        &self,
+        wanted: &[&'r str],
+    ) -> Result<HashMap<&'r str, Option<AccountState>>, StoreError> {
         let chunk = wanted.len().div_ceil(READ_THREADS);
         std::thread::scope(|scope| {
             let parts: Vec<_> = wanted
@@ -325,7 +358,7 @@ mod tests {
         store
     }
 
-    /// A batch large enough to read its accounts on several threads gives
+    /// A batch read on several threads (as when reads go to the disk) gives
     /// the same results, and leaves the same accounts, as its requests one
     /// at a time — including a subscriber who asks twice in the batch and
     /// must see the first answer's change.
@@ -344,10 +377,10 @@ mod tests {
             })
             .collect();
         let (a, b) = (filled(), filled());
-        let batched = Gateway::open(a.clone(), EngineConfig::default())
-            .unwrap()
-            .execute_with(&requests, Vec::new())
-            .unwrap();
+        let gw = Gateway::open(a.clone(), EngineConfig::default()).unwrap();
+        // As if reads went to the disk: the batch is read on threads.
+        gw.read_ns.store(u64::MAX / 2, Ordering::Relaxed);
+        let batched = gw.execute_with(&requests, Vec::new()).unwrap();
         let one = Gateway::open(b.clone(), EngineConfig::default()).unwrap();
         let single: Vec<_> = requests
             .iter()
