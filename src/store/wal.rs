@@ -386,6 +386,20 @@ fn remove_segment(dir: &Path, n: u64) -> Result<(), StoreError> {
     std::fs::remove_file(&p).map_err(|e| io(p.display(), e))
 }
 
+/// Remove what a crash in the middle of `zero_file` left (`*.partial`, never
+/// renamed into use, so never holding a record).
+fn remove_partial_files(dir: &Path) -> Result<(), StoreError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io(dir.display(), e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| io(dir.display(), e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(PREFIX) && name.ends_with(".partial") {
+            std::fs::remove_file(&path).map_err(|e| io(path.display(), e))?;
+        }
+    }
+    Ok(())
+}
+
 fn remove_all_segments(dir: &Path) -> Result<(), StoreError> {
     segments(dir)?
         .into_iter()
@@ -445,6 +459,7 @@ pub fn replay_into(base: &Arc<dyn Store>, dir: &Path) -> Result<(), StoreError> 
         }));
         base.commit(writes)?;
     }
+    remove_partial_files(dir)?;
     if !rec.segments.is_empty() {
         remove_all_segments(dir)?;
     }

@@ -375,3 +375,32 @@ fn back_pressure_follows_the_checkpoints_expected_progress() {
         );
     }
 }
+
+/// Files a crash left half zero-filled (never renamed into use) are removed
+/// at the next open; a real segment beside them is still replayed.
+#[test]
+fn half_written_spares_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let s = LogStore::open(base.clone(), dir.path(), manual()).unwrap();
+    s.commit(renewal("79160000001", 100)).unwrap();
+    let crash = tempfile::tempdir().unwrap();
+    copy_segments(dir.path(), crash.path());
+    drop(s);
+    let partials = [
+        crash.path().join("wal-0000000000000009.log.partial"),
+        crash.path().join("wal-spare.tmp.partial"),
+    ];
+    for p in &partials {
+        std::fs::write(p, [0u8; 100]).unwrap();
+    }
+    let fresh: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let r = LogStore::open(fresh, crash.path(), manual()).unwrap();
+    assert_eq!(
+        r.account("79160000001").unwrap(),
+        Some(account("79160000001", 100))
+    );
+    for p in &partials {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
