@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -54,6 +54,9 @@ pub struct NightlyReport {
 
 /// Accounts read and committed per store transaction by bulk operations.
 const BULK_CHUNK: usize = 10_000;
+
+/// Stored accounts by MSISDN, as read for one batch.
+type AccountReads<'r> = Vec<(&'r str, Option<AccountState>)>;
 
 /// Threads that read a large batch's accounts (see `read_accounts`).
 const READ_THREADS: usize = 4;
@@ -129,54 +132,60 @@ impl Gateway {
         let mut wanted: Vec<&str> = requests.iter().map(|r| r.msisdn.as_str()).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let (n, started) = (wanted.len(), Instant::now());
-        let parallel =
-            n >= PARALLEL_READS_FROM && self.read_ns.load(Ordering::Relaxed) > SLOW_READ_NS;
-        let out = if parallel {
-            self.read_in_parallel(&wanted)
+        let parallel = wanted.len() >= PARALLEL_READS_FROM
+            && self.read_ns.load(Ordering::Relaxed) > SLOW_READ_NS;
+        let parts: Vec<Result<(AccountReads<'r>, Duration), StoreError>> = if parallel {
+            let chunk = wanted.len().div_ceil(READ_THREADS);
+            std::thread::scope(|scope| {
+                let started: Vec<_> = wanted
+                    .chunks(chunk)
+                    .map(|part| {
+                        let thread = std::thread::Builder::new()
+                            .name("account-read".into())
+                            .spawn_scoped(scope, move || self.read_part(part));
+                        (part, thread)
+                    })
+                    .collect();
+                // Every thread is joined before any error is returned.
+                started
+                    .into_iter()
+                    .map(|(part, thread)| match thread {
+                        Ok(t) => t.join().unwrap_or_else(|_| {
+                            Err(StoreError::Io("an account read panicked".into()))
+                        }),
+                        // No thread to be had: read this part here.
+                        Err(_) => self.read_part(part),
+                    })
+                    .collect()
+            })
         } else {
-            wanted
-                .into_iter()
-                .map(|m| Ok((m, self.store.account(m)?)))
-                .collect()
+            vec![self.read_part(&wanted)]
         };
-        if n > 0 {
-            // Per read, as if one at a time: in parallel each took about
-            // READ_THREADS times its share of the elapsed time.
-            let threads = if parallel { READ_THREADS as u128 } else { 1 };
-            let sample = (started.elapsed().as_nanos() * threads / n as u128) as u64;
+        let mut out = HashMap::with_capacity(wanted.len());
+        let mut busy = Duration::ZERO;
+        for part in parts {
+            let (reads, took) = part?;
+            busy += took;
+            out.extend(reads);
+        }
+        if !wanted.is_empty() {
+            // Time spent reading (not starting threads), per account.
+            let sample = u64::try_from(busy.as_nanos() / wanted.len() as u128).unwrap_or(u64::MAX);
             let old = self.read_ns.load(Ordering::Relaxed);
             self.read_ns
                 .store(old - old / 8 + sample / 8, Ordering::Relaxed);
         }
-        out
+        Ok(out)
     }
 
-    fn read_in_parallel<'r>(
-        &self,
-        wanted: &[&'r str],
-    ) -> Result<HashMap<&'r str, Option<AccountState>>, StoreError> {
-        let chunk = wanted.len().div_ceil(READ_THREADS);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = wanted
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|&m| Ok((m, self.store.account(m)?)))
-                            .collect::<Result<Vec<_>, StoreError>>()
-                    })
-                })
-                .collect();
-            let mut out = HashMap::with_capacity(wanted.len());
-            for p in parts {
-                out.extend(
-                    p.join()
-                        .map_err(|_| StoreError::Io("account read panicked".into()))??,
-                );
-            }
-            Ok(out)
-        })
+    /// Read these accounts in turn, and how long that took.
+    fn read_part<'r>(&self, part: &[&'r str]) -> Result<(AccountReads<'r>, Duration), StoreError> {
+        let started = Instant::now();
+        let reads = part
+            .iter()
+            .map(|&m| Ok((m, self.store.account(m)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((reads, started.elapsed()))
     }
 
     /// [`Gateway::execute_with`] without waiting for durability: the
@@ -365,9 +374,16 @@ mod tests {
     #[test]
     fn a_large_batch_equals_its_requests_one_at_a_time() {
         let now: DateTime<Utc> = "2026-11-22T09:00:00Z".parse().unwrap();
-        let requests: Vec<Request> = (0..2 * PARALLEL_READS_FROM + 8)
+        // Subscribers 0..20 twice each, and two requests from a number the
+        // store does not know.
+        let known = PARALLEL_READS_FROM + 4;
+        let requests: Vec<Request> = (0..2 * known + 2)
             .map(|i| Request {
-                msisdn: demo_msisdn(i % (PARALLEL_READS_FROM + 4)),
+                msisdn: if i < 2 * known {
+                    demo_msisdn(i % known)
+                } else {
+                    "79999999999".into()
+                },
                 command: Command::Renew {
                     channel: Channel::Ussd,
                     dedup_key: None,
@@ -395,7 +411,7 @@ mod tests {
             batched.iter().any(|r| r.as_ref().is_ok_and(|a| a.changed)),
             "some request changed an account"
         );
-        for i in 0..PARALLEL_READS_FROM + 4 {
+        for i in 0..known {
             let m = demo_msisdn(i);
             assert_eq!(a.account(&m).unwrap(), b.account(&m).unwrap(), "{m}");
         }
