@@ -404,3 +404,21 @@ fn half_written_spares_are_removed_at_open() {
         assert!(!p.exists(), "{} left behind", p.display());
     }
 }
+
+/// Open leaves a zero-filled spare of the segment size ready for the first
+/// commit, replacing one a run with other options left.
+#[test]
+fn open_prepares_the_first_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let spare = spare_path(dir.path());
+    std::fs::write(&spare, b"from a run with other options").unwrap();
+    let base: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let opts = manual();
+    let s = LogStore::open(base, dir.path(), opts.clone()).unwrap();
+    let bytes = std::fs::read(&spare).unwrap();
+    assert_eq!(bytes.len() as u64, opts.segment_bytes);
+    assert!(bytes.iter().all(|&b| b == 0));
+    assert!(seg_files(dir.path()).is_empty());
+    s.commit(renewal("79160000001", 100)).unwrap();
+    assert_eq!(seg_files(dir.path()).len(), 1);
+}
