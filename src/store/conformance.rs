@@ -190,19 +190,30 @@ impl Fixture {
     fn reopen(&mut self) {
         let kind = self.kind.expect("only disk backends reopen");
         self.store = None;
-        // sled's background flusher may hold the directory lock for a moment
-        // after the last handle drops; a real restart waits the same way.
-        let mut tries = 0;
-        let store = loop {
-            match open_fixture_store(kind, self.dir.path(), self.log) {
-                Err(crate::store::StoreError::Locked { .. }) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.expect("reopen store"),
+        let store = while_locked(
+            || open_fixture_store(kind, self.dir.path(), self.log),
+            |e| matches!(e, crate::store::StoreError::Locked { .. }),
+        );
+        self.store = Some(store.expect("reopen store"));
+    }
+}
+
+/// `open` again while it fails with what `locked` recognises, up to ~2 s:
+/// sled's background flusher may hold the directory lock for a moment after
+/// the last handle drops (a real restart waits the same way).
+fn while_locked<T, E>(
+    mut open: impl FnMut() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut tries = 0;
+    loop {
+        match open() {
+            Err(e) if tries < 100 && locked(&e) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-        };
-        self.store = Some(store);
+            other => return other,
+        }
     }
 }
 
@@ -624,20 +635,10 @@ fn poke_garbage(kind: StoreKind, dir: &Path, key: &str) {
             );
         }
         StoreKind::Sled => {
-            // Like `reopen`: the closed handle's flusher may hold the lock
-            // for a moment.
             let path = dir.join(super::sled_store::DIR_NAME);
-            let mut tries = 0;
-            let db = loop {
-                match sled::open(&path) {
-                    // The lock shows as an I/O error (WouldBlock).
-                    Err(sled::Error::Io(_)) if tries < 100 => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    other => break other.expect("open sled for poking"),
-                }
-            };
+            // sled reports its lock as an I/O error (WouldBlock).
+            let db = while_locked(|| sled::open(&path), |e| matches!(e, sled::Error::Io(_)))
+                .expect("open sled for poking");
             db.open_tree("accounts")
                 .unwrap()
                 .insert(key.as_bytes(), b"\xff{not json".as_slice())
