@@ -3,5 +3,31 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    no_transparent_huge_pages();
     std::process::exit(shortcode_gw::cli::main_with(std::env::args_os()));
+}
+
+/// Opt this process out of transparent huge pages (`PR_SET_THP_DISABLE`;
+/// later page faults get 4 KiB pages, whatever the system setting).
+///
+/// Why: mimalloc asks for huge pages on its arena (`MADV_HUGEPAGE`) and
+/// gives freed ranges back with `MADV_DONTNEED`, which splits them. On the
+/// project's KVM guest each new 2 MiB page then cost the faulting thread
+/// ~5 ms (229 such faults and 132 splits in 10 s at 7,800 req/s), stalls
+/// that landed on the committer in the middle of pure engine work and set
+/// the p99: 21–53 ms with huge pages, 6.7–8.5 ms without, at the same peak
+/// throughput (benches/RESULTS.md, session 5). It is what mimalloc's own
+/// `MIMALLOC_ALLOW_THP=0` does, but that is read from the environment only,
+/// after mimalloc has started. Only a hint: elsewhere it is a no-op.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only; it changes a flag of this
+    // process's memory map and touches no memory of ours.
+    // The arguments are passed as unsigned longs, as the kernel reads them
+    // (an int in a variadic call may leave the upper half undefined, and
+    // any bit set in the unused ones makes the call fail).
+    unsafe {
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused);
+    }
 }
