@@ -159,6 +159,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 }
 
 pub mod memory;
+pub mod paced;
 pub mod redb_store;
 pub mod sled_store;
 pub mod wal;

@@ -5,7 +5,10 @@
 //! it writes the dirty B-tree pages and the 320-byte header, then calls
 //! `fdatasync` once before `commit()` returns (measured with `strace -f`:
 //! exactly 1 `fdatasync` per commit — 1006 for 1000 commits, the other 6 at
-//! open and clean close; no `fsync`, no `sync_file_range`). `fdatasync`
+//! open and clean close; no `fsync`). The file goes through
+//! [`PacedFile`], which writes a commit's pages out a MiB at a time
+//! (`sync_file_range`) just before that `fdatasync`, so a big commit (a log
+//! checkpoint) does not hold up the log's own syncs. `fdatasync`
 //! flushes the data, the metadata needed to read it back (file size) and the
 //! disk's write cache, so an `Ok` from `commit` means the writes survive a
 //! process crash *and* a power loss (given a disk that honours flushes) — the
@@ -55,6 +58,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition, TableHandle};
 
+use super::paced::PacedFile;
 use super::{decode, encode, Committed, Store, StoreError, Write};
 use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, StatementLine};
 
@@ -127,10 +131,21 @@ impl RedbStore {
         // redb's default page cache is 1 GiB; 256 MiB keeps `serve` on a
         // 10 M-account store under 512 MiB RSS at no measured throughput
         // cost (benches/RESULTS.md §8).
-        let db = match redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-        {
+        // What `Builder::create` does, with the paced flush in between.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(redb::DatabaseError::from)
+            .and_then(PacedFile::new)
+            .and_then(|file| {
+                redb::Builder::new()
+                    .set_cache_size(CACHE_BYTES)
+                    .create_with_backend(file)
+            });
+        let db = match opened {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::Locked {

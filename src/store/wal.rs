@@ -59,6 +59,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::paced::write_out;
 use super::{Committed, LogMarks, Pending, Store, StoreError, Write};
 use crate::engine::model::{AccountState, Catalog, JournalLine, Notice, StatementLine};
 
@@ -184,7 +185,10 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Write a zero-filled file of `len` bytes at `path` (via a temporary name,
-/// so a half-written spare is never taken) and make it durable.
+/// so a half-written spare is never taken) and make it durable. The zeros
+/// go out a step at a time ([`super::paced`]): a log `fdatasync` issued
+/// while 32 MiB of them were in flight took 14 ms instead of 0.2 ms at p99
+/// (in steps: 1 ms; benches/RESULTS.md, session 4).
 fn zero_file(dir: &Path, path: &Path, len: u64) -> Result<(), StoreError> {
     // Named after the target: the syncer and the checkpointer may both be
     // preparing a file at once.
@@ -192,7 +196,7 @@ fn zero_file(dir: &Path, path: &Path, len: u64) -> Result<(), StoreError> {
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
     let mut f = File::create(&tmp).map_err(|e| io(tmp.display(), e))?;
-    let zeros = vec![0u8; 1 << 20];
+    let zeros = vec![0u8; super::paced::STEP_BYTES as usize];
     let mut done = 0;
     while done < len {
         let n = (len - done).min(zeros.len() as u64) as usize;
@@ -203,37 +207,6 @@ fn zero_file(dir: &Path, path: &Path, len: u64) -> Result<(), StoreError> {
     f.sync_all().map_err(|e| io(tmp.display(), e))?;
     std::fs::rename(&tmp, path).map_err(|e| io(path.display(), e))?;
     sync_dir(dir)
-}
-
-/// Start writing `len` bytes at `offset` of `f` to the device and wait for
-/// them, so a zero-filled segment reaches the disk a MiB at a time rather
-/// than all at once in its final `fsync`. Why: on a disk with a volatile
-/// cache every flush carries whatever anyone wrote before it, and a log
-/// `fdatasync` issued while 32 MiB of zeros were in flight took 14 ms
-/// instead of 0.2 ms at p99 (chunked: 1 ms; benches/RESULTS.md, session 4).
-/// Only a hint: failure or another OS leaves the final `fsync` to do it all.
-fn write_out(f: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid descriptor borrowed for the call; no memory is
-        // passed.
-        let rc = unsafe {
-            libc::sync_file_range(
-                f.as_raw_fd(),
-                offset as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            )
-        };
-        if rc != 0 {
-            tracing::debug!("sync_file_range on a log segment failed; fsync will write it");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (f, offset, len);
 }
 
 /// The segment the syncer is writing.
