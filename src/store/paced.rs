@@ -139,8 +139,9 @@ mod tests {
 
     #[test]
     fn steps_hold_a_step_of_written_bytes_each() {
+        type Ranges = &'static [(u64, u64)];
         // (written ranges, step) → spans
-        let cases: &[(&[(u64, u64)], u64, &[(u64, u64)])] = &[
+        let cases: &[(Ranges, u64, Ranges)] = &[
             (&[], 10, &[]),
             (&[(0, 4)], 10, &[(0, 4)]),
             // Two pages with a gap fill one step: one span over the gap.
