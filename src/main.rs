@@ -15,10 +15,13 @@ fn main() {
 /// project's KVM guest each new 2 MiB page then cost the faulting thread
 /// ~5 ms (229 such faults and 132 splits in 10 s at 7,800 req/s), stalls
 /// that landed on the committer in the middle of pure engine work and set
-/// the p99: 21–53 ms with huge pages, 6.7–8.5 ms without, at the same peak
-/// throughput (benches/RESULTS.md, session 5). It is what mimalloc's own
+/// the p99: 28–39 ms with huge pages, 7–9 ms without (one run of five:
+/// 27 ms), at the same peak throughput (benches/RESULTS.md, session 5). It
+/// is what mimalloc's own
 /// `MIMALLOC_ALLOW_THP=0` does, but that is read from the environment only,
-/// after mimalloc has started. Only a hint: elsewhere it is a no-op.
+/// after mimalloc has started. Only a hint: a refusal (an old kernel) or
+/// another OS leaves the system's setting, which is still correct, only
+/// slower.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with integer arguments only; it changes a flag of this

@@ -9,12 +9,16 @@
 //! the p99 of the answers. Started and waited for a MiB at a time with
 //! `sync_file_range` first, the final `fdatasync` has nothing left to write
 //! and every log sync in between carries at most a MiB of the checkpoint's
-//! pages: p99 at 7,800 req/s 7.6 → 4.3 ms, peak throughput within 2 %
-//! (benches/RESULTS.md, session 5; 256 KiB steps gave 3.4 ms but −10 % peak).
+//! pages: p99 at 7,800 req/s 7.4–12.4 → 4.2–4.9 ms, peak throughput −3 %
+//! (benches/RESULTS.md, session 5; 256 KiB steps gave 3.2–3.6 ms but −10 %
+//! peak).
 //!
-//! `sync_file_range` is only a hint (no metadata, no cache flush): the
-//! `fdatasync` that follows is still what makes the data durable, and it
-//! reports the errors. On other systems the hint is skipped.
+//! `sync_file_range` writes no metadata and flushes no disk cache: the
+//! `fdatasync` that follows is still what makes the data durable. But a
+//! write error it waits for is reported to it and not again to that
+//! `fdatasync` (the kernel hands each error to one caller per open file),
+//! so [`write_out`] returns it and the flush fails. Where the call does not
+//! exist or does not apply to the file, the `fdatasync` does all the work.
 
 use std::fs::File;
 use std::io;
@@ -24,29 +28,45 @@ use std::sync::Mutex;
 pub const STEP_BYTES: u64 = 1 << 20;
 
 /// Start writing `len` bytes at `offset` of `f` to the device and wait for
-/// them. Failure is ignored: the caller's `fsync` writes whatever is left.
-pub fn write_out(f: &File, offset: u64, len: u64) {
+/// them. An error is a write that failed (the caller must not report the
+/// data durable); `Ok` also when the call is not available for this file,
+/// leaving everything to the caller's `fsync`.
+pub fn write_out(f: &File, offset: u64, len: u64) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(offset),
+            libc::off64_t::try_from(len),
+        ) else {
+            return Ok(());
+        };
         // SAFETY: a valid descriptor borrowed for the call; no memory is
         // passed.
         let rc = unsafe {
             libc::sync_file_range(
                 f.as_raw_fd(),
-                offset as libc::off64_t,
-                len as libc::off64_t,
+                offset,
+                len,
                 libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER,
             )
         };
         if rc != 0 {
-            tracing::debug!("sync_file_range failed; the fsync after it writes everything");
+            let e = io::Error::last_os_error();
+            // Not a regular file, or no such call: nothing was waited for.
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ESPIPE | libc::ENOSYS | libc::EINVAL)
+            ) {
+                return Err(e);
+            }
         }
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (f, offset, len);
+    Ok(())
 }
 
 /// Group the written ranges `(offset, len)` (sorted by offset) into spans
@@ -54,6 +74,7 @@ pub fn write_out(f: &File, offset: u64, len: u64) {
 /// hold less). A span may cover bytes nobody wrote; writing them out costs
 /// nothing, as they are clean.
 pub fn steps(written: &[(u64, u64)], step: u64) -> Vec<(u64, u64)> {
+    let step = step.max(1);
     let mut out = Vec::new();
     let mut i = 0;
     while i < written.len() {
@@ -120,7 +141,7 @@ impl redb::StorageBackend for PacedFile {
         if written.iter().map(|&(_, len)| len).sum::<u64>() > STEP_BYTES {
             written.sort_unstable();
             for (start, end) in steps(&written, STEP_BYTES) {
-                write_out(&self.file, start, end - start);
+                write_out(&self.file, start, end - start)?;
             }
         }
         self.inner.sync_data(eventual)
@@ -155,10 +176,36 @@ mod tests {
             (&[(0, 64), (64, 4)], 8, &[(0, 64), (64, 68)]),
             // Overlapping writes (a page written twice) stay in one span.
             (&[(0, 8), (4, 8)], 16, &[(0, 12)]),
+            // A zero step is one write per span, not a loop that never ends.
+            (&[(0, 4), (8, 4)], 0, &[(0, 4), (8, 12)]),
         ];
         for (written, step, want) in cases {
             assert_eq!(steps(written, *step), *want, "{written:?} step {step}");
         }
+    }
+
+    #[test]
+    fn write_out_reports_a_failure_and_skips_what_it_cannot_apply_to() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(&[7u8; 3 * 4096]).unwrap();
+        write_out(&f, 0, 3 * 4096).unwrap();
+        // A descriptor that cannot do I/O: the kernel refuses (EBADF), and
+        // the caller hears it rather than going on to call the data durable.
+        let no_io = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&path)
+            .unwrap();
+        let e = write_out(&no_io, 0, 4096).expect_err("EBADF is an error");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        // A pipe is no file to write out: left to the fsync, not an error.
+        let (_r, w) = std::io::pipe().unwrap();
+        let pipe = File::from(std::os::fd::OwnedFd::from(w));
+        write_out(&pipe, 0, 4096).unwrap();
     }
 
     #[test]

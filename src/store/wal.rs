@@ -201,7 +201,7 @@ fn zero_file(dir: &Path, path: &Path, len: u64) -> Result<(), StoreError> {
     while done < len {
         let n = (len - done).min(zeros.len() as u64) as usize;
         f.write_all(&zeros[..n]).map_err(|e| io(tmp.display(), e))?;
-        write_out(&f, done, n as u64);
+        write_out(&f, done, n as u64).map_err(|e| io(tmp.display(), e))?;
         done += n as u64;
     }
     f.sync_all().map_err(|e| io(tmp.display(), e))?;
