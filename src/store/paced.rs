@@ -185,6 +185,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")] // O_PATH, and the only OS with the call
     fn write_out_reports_a_failure_and_skips_what_it_cannot_apply_to() {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt;
