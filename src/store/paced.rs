@@ -3,9 +3,8 @@
 //!
 //! Why: the project's disk (a virtio disk with a volatile write cache and no
 //! FUA) makes every flush carry whatever anyone wrote before it. A log
-//! checkpoint into redb dirties ~50 MB of scattered pages (~2,800 renewals,
-//! at 7,800 req/s every ~0.5 s); written by one `fdatasync` they took 25–100
-//! ms, and the log syncs issued meanwhile took 5–22 ms instead of 0.2 ms —
+//! checkpoint into redb dirties ~50 MB of scattered pages (at 7,800 req/s
+//! one every ~0.47 s); written by one `fdatasync` they took 25–100 ms, and the log syncs issued meanwhile took 5–22 ms instead of 0.2 ms —
 //! the p99 of the answers. Started and waited for a MiB at a time with
 //! `sync_file_range` first, the final `fdatasync` has nothing left to write
 //! and every log sync in between carries at most a MiB of the checkpoint's
@@ -207,6 +206,71 @@ mod tests {
         let (_r, w) = std::io::pipe().unwrap();
         let pipe = File::from(std::os::fd::OwnedFd::from(w));
         write_out(&pipe, 0, 4096).unwrap();
+    }
+
+    #[test]
+    fn steps_cover_every_write_with_full_steps() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        for case in 0..300 {
+            let step = rng.gen_range(1..20_000u64);
+            let mut written: Vec<(u64, u64)> = (0..rng.gen_range(0..200))
+                .map(|_| (rng.gen_range(0..1_000_000u64), rng.gen_range(1..9_000u64)))
+                .collect();
+            written.sort_unstable();
+            let spans = steps(&written, step);
+            for &(offset, len) in &written {
+                assert!(
+                    spans.iter().any(|&(s, e)| s <= offset && offset + len <= e),
+                    "case {case}: ({offset}, {len}) outside {spans:?}"
+                );
+            }
+            // Every span but the last carries at least a step of writes.
+            for &(s, e) in spans.iter().rev().skip(1) {
+                let bytes: u64 = written
+                    .iter()
+                    .filter(|&&(o, _)| s <= o && o < e)
+                    .map(|&(_, l)| l)
+                    .sum();
+                assert!(
+                    bytes >= step,
+                    "case {case}: span ({s}, {e}) holds {bytes} < {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_failed_write_out_fails_the_sync() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        // The descriptor used for the write-out cannot do I/O (EBADF), as
+        // a device that fails the writes would make it fail.
+        let no_io = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&path)
+            .unwrap();
+        let f = PacedFile {
+            inner: redb::backends::FileBackend::new(file).unwrap(),
+            file: no_io,
+            written: Mutex::new(Vec::new()),
+        };
+        f.set_len(2 * STEP_BYTES).unwrap();
+        for p in 0..(2 * STEP_BYTES / 4096) {
+            f.write(p * 4096, &[1u8; 4096]).unwrap();
+        }
+        let e = f.sync_data(false).expect_err("the write-out failed");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! `fdatasync` once before `commit()` returns (measured with `strace -f`:
 //! exactly 1 `fdatasync` per commit — 1006 for 1000 commits, the other 6 at
 //! open and clean close; no `fsync`). The file goes through
-//! [`PacedFile`], which writes a commit's pages out a MiB at a time
+//! [`PacedFile`], which writes a big commit's pages (more than a MiB) out a
+//! MiB at a time
 //! (`sync_file_range`) just before that `fdatasync`, so a big commit (a log
 //! checkpoint) does not hold up the log's own syncs. `fdatasync`
 //! flushes the data, the metadata needed to read it back (file size) and the
