@@ -199,8 +199,16 @@ impl RedbStore {
         &self.path
     }
 
-    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.db.begin_read().map_err(err)
+    /// `def` in a fresh read transaction (the table keeps it alive).
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> Result<redb::ReadOnlyTable<K, V>, StoreError> {
+        self.db
+            .begin_read()
+            .map_err(err)?
+            .open_table(def)
+            .map_err(err)
     }
 }
 
@@ -380,8 +388,7 @@ impl Store for RedbStore {
 
     fn catalog(&self) -> Result<Option<Catalog>, StoreError> {
         shielded(&self.path, || {
-            let txn = self.read()?;
-            let t = txn.open_table(CATALOG).map_err(err)?;
+            let t = self.table(CATALOG)?;
             let v = t.get(CATALOG_KEY).map_err(err)?;
             v.map(|v| decode("catalog", CATALOG_KEY, v.value()))
                 .transpose()
@@ -390,8 +397,7 @@ impl Store for RedbStore {
 
     fn account(&self, msisdn: &str) -> Result<Option<AccountState>, StoreError> {
         shielded(&self.path, || {
-            let txn = self.read()?;
-            let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+            let t = self.table(SUBSCRIBERS)?;
             let v = t.get((msisdn, ACCOUNT, 0)).map_err(err)?;
             v.map(|v| decode(ACCOUNT_RECORDS, msisdn, v.value()))
                 .transpose()
@@ -407,8 +413,7 @@ impl Store for RedbStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let txn = self.read()?;
-            let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+            let t = self.table(SUBSCRIBERS)?;
             let mut out = Vec::new();
             // Walk the accounts, stepping over each subscriber's history: a few
             // history records are cheaper to read past than a new descent, a
@@ -449,8 +454,7 @@ impl Store for RedbStore {
 
     fn account_count(&self) -> Result<u64, StoreError> {
         shielded(&self.path, || {
-            let txn = self.read()?;
-            let meta = txn.open_table(META).map_err(err)?;
+            let meta = self.table(META)?;
             Ok(meta
                 .get(ACCOUNT_COUNT)
                 .map_err(err)?
@@ -481,8 +485,7 @@ impl Store for RedbStore {
 
     fn log_marks(&self) -> Result<super::LogMarks, StoreError> {
         shielded(&self.path, || {
-            let txn = self.read()?;
-            let meta = txn.open_table(META).map_err(err)?;
+            let meta = self.table(META)?;
             let get = |name: &str, default: u64| -> Result<u64, StoreError> {
                 Ok(meta.get(name).map_err(err)?.map_or(default, |v| v.value()))
             };
@@ -495,8 +498,7 @@ impl Store for RedbStore {
 
     fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {
         shielded(&self.path, || {
-            let txn = self.read()?;
-            let t = txn.open_table(SUBSCRIBERS).map_err(err)?;
+            let t = self.table(SUBSCRIBERS)?;
             let mut out = Vec::new();
             for entry in t
                 .range((msisdn, STATEMENT, 0u64)..=(msisdn, STATEMENT, u64::MAX))
@@ -516,7 +518,8 @@ impl Store for RedbStore {
 
     fn journal(&self, msisdn: Option<&str>) -> Result<Vec<JournalLine>, StoreError> {
         shielded(&self.path, || {
-            let txn = self.read()?;
+            // Lines and their index from one snapshot.
+            let txn = self.db.begin_read().map_err(err)?;
             let t = txn.open_table(JOURNAL).map_err(err)?;
             let mut out = Vec::new();
             match msisdn {
@@ -552,8 +555,7 @@ impl Store for RedbStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let txn = self.read()?;
-            let t = txn.open_table(OUTBOX).map_err(err)?;
+            let t = self.table(OUTBOX)?;
             let mut out = Vec::new();
             for entry in t.iter().map_err(err)? {
                 let (k, v) = entry.map_err(err)?;
