@@ -119,9 +119,10 @@ impl Gateway {
     /// disk (their moving average is over [`SLOW_READ_NS`], as after a
     /// restart with a cold page cache) a large batch is read on
     /// [`READ_THREADS`] threads at once, because one at a time those reads
-    /// set the pace of the whole gateway (measured cold, 10 alternating pairs:
-    /// 7.9–9.5 k → 10.5–13.5 k req/s). From memory they are read in turn: there the threads only
-    /// cost (measured at 7,200 req/s: p99 12 → 22 ms when always on;
+    /// set the pace of the whole gateway (measured cold, 10 alternating
+    /// pairs: 7.9–9.5 k → 10.5–13.5 k req/s). From memory they are read in
+    /// turn: there the threads only cost (measured at 7,200 req/s: p99 12 →
+    /// 22 ms when always on;
     /// benches/RESULTS.md, session 4). The clock only picks how reads are
     /// scheduled, never what is read or decided; the batch is still applied
     /// in order on the caller's thread.

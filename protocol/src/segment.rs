@@ -453,11 +453,12 @@ impl Reassembler {
     }
 
     /// Adds part `seq` of the message `key`, in SMPP `data_coding`, at
-    /// `now_ms` (the first part's coding is kept for [`Expired`]). Returns the whole
-    /// payload (parts joined in order) when this part completes it, `None`
-    /// while parts are missing. A part already held is a retransmission: it
-    /// is ignored (the first copy wins) and `None` returned. A message with
-    /// `total == 1` completes at once without being stored.
+    /// `now_ms` (the first part's coding is kept for [`Expired`]). Returns
+    /// the whole payload (parts joined in order) when this part completes
+    /// it, `None` while parts are missing. A part already held is a
+    /// retransmission: it is ignored (the first copy wins) and `None`
+    /// returned. A message with `total == 1` completes at once without
+    /// being stored.
     pub fn insert(
         &mut self,
         now_ms: u64,

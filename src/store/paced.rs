@@ -4,8 +4,9 @@
 //! Why: the project's disk (a virtio disk with a volatile write cache and no
 //! FUA) makes every flush carry whatever anyone wrote before it. A log
 //! checkpoint into redb dirties ~50 MB of scattered pages (at 7,800 req/s
-//! one every ~0.47 s); written by one `fdatasync` they took 25–100 ms, and the log syncs issued meanwhile took 5–22 ms instead of 0.2 ms —
-//! the p99 of the answers. Started and waited for a MiB at a time with
+//! one every ~0.47 s); written by one `fdatasync` they took 25–100 ms, and
+//! the log syncs issued meanwhile took 5–22 ms instead of 0.2 ms — the p99
+//! of the answers. Started and waited for a MiB at a time with
 //! `sync_file_range` first, the final `fdatasync` has nothing left to write
 //! and every log sync in between carries at most a MiB of the checkpoint's
 //! pages: p99 at 7,800 req/s 7.4–12.4 → 4.2–4.9 ms, peak throughput −3 %
@@ -72,7 +73,7 @@ pub fn write_out(f: &File, offset: u64, len: u64) -> io::Result<()> {
 /// `(start, end)` holding at least `step` written bytes each (the last may
 /// hold less). A span may cover bytes nobody wrote; writing them out costs
 /// nothing, as they are clean.
-pub fn steps(written: &[(u64, u64)], step: u64) -> Vec<(u64, u64)> {
+fn steps(written: &[(u64, u64)], step: u64) -> Vec<(u64, u64)> {
     let step = step.max(1);
     let mut out = Vec::new();
     let mut i = 0;

@@ -50,7 +50,7 @@
 //! Corrupt JSON is reported as [`StoreError::Corrupt`] naming table, record
 //! kind and key; no value read from disk is unwrapped. Keys are decoded by
 //! redb 2 itself, which panics on a damaged key (a string that is not UTF-8,
-//! a tuple length past the end); every operation runs under [`shielded`],
+//! a tuple length past the end); every operation runs under `shielded`,
 //! which turns that panic into a Corrupt error naming the file.
 //! `meta.layout` names the layout; a file with a newer one is refused.
 
