@@ -11,7 +11,9 @@
 #   half   RUNS gateway runs at half the median maximum rate of `peer` (open loop,
 #          latency from the scheduled send instant): p99 median.
 #   group  RUNS in-process runs with group commit (smpp.batch_max 512) and with one
-#          commit, one fsync, per request (batch_max 1): medians and the ratio.
+#          commit, one fsync, per request (batch_max 1): medians and the ratio. Also
+#          grouped with checkpoints held off (--checkpoint-mib 4096): the log's group
+#          commit alone, for as long as memory holds what the log has not checkpointed.
 #   scale  SCALE_ACCOUNTS (10,000,000) generated straight into a store (time), `serve`
 #          start-up time on it, and its peak RSS under DURATION seconds of load.
 #
@@ -192,13 +194,16 @@ half_phase() {
 
 group_phase() {
     template
-    local grouped=() single=() plain=() jpc=()
+    local grouped=() held=() held_rss=() single=() plain=() jpc=()
     for n in $(seq 1 "$RUNS"); do
-        # 512: grouped; 1: one log fdatasync per request; 1nolog: one redb
-        # transaction + fdatasync per request (no log, no grouping).
-        for variant in 512 1 1nolog; do
+        # 512: grouped; 512held: grouped, no checkpoint during the run; 1: one
+        # log fdatasync per request; 1nolog: one redb transaction + fdatasync
+        # per request (no log, no grouping).
+        for variant in 512 512held 1 1nolog; do
             local bm=${variant%nolog} extra=()
+            bm=${bm%held}
             [ "$variant" = 1nolog ] && extra=(--no-log)
+            [ "$variant" = 512held ] && extra=(--checkpoint-mib 4096)
             rm -rf "$work/run"
             cp -r "$work/template" "$work/run"
             sync # the copy's dirty pages would otherwise be written back during the run
@@ -210,6 +215,8 @@ group_phase() {
         done
         grouped+=("$(field "$work/group.512.$n.json" "r['requests_per_s']")")
         jpc+=("$(field "$work/group.512.$n.json" "r['commits']['jobs_per_commit']")/$(field "$work/group.512.$n.json" "r['commits']['jobs_per_sync']")")
+        held+=("$(field "$work/group.512held.$n.json" "r['requests_per_s']")")
+        held_rss+=("$(field "$work/group.512held.$n.json" "r.get('peak_rss_mib')")")
         single+=("$(field "$work/group.1.$n.json" "r['requests_per_s']")")
         plain+=("$(field "$work/group.1nolog.$n.json" "r['requests_per_s']")")
     done
@@ -224,6 +231,10 @@ group_phase() {
     echo "one redb commit + fdatasync per request (--no-log, batch_max 1) req/s: ${plain[*]} -> median $p"
     echo "ratio grouped/single (log): $(python3 -c "print(round($g / $s, 2))")"
     echo "ratio grouped/single (redb, no log): $(python3 -c "print(round($g / $p, 2))")"
+    local h
+    h=$(median "${held[@]}")
+    echo "grouped, checkpoints held off (--checkpoint-mib 4096) req/s: ${held[*]} -> median $h (peak RSS MiB: ${held_rss[*]})"
+    echo "ratio held-off grouped/single (log): $(python3 -c "print(round($h / $s, 2))") (the group commit alone; not sustained)"
 }
 
 scale_phase() {

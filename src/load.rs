@@ -212,6 +212,11 @@ pub struct LoadReport {
     pub notices: BTreeMap<String, u64>,
     /// Group commit, when the gateway ran in this process (`--in-process`).
     pub commits: Option<CommitStats>,
+    /// With `--in-process`, on Linux: the process's peak resident memory
+    /// (`VmHWM`) in MiB, gateway and load tool together — what a run that
+    /// holds more in memory (e.g. a larger `--checkpoint-mib`) costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<u64>,
 }
 
 /// The committer's counters over a run: requests (engine jobs and outbox
@@ -528,6 +533,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         errors: total.errors,
         notices: total.notices,
         commits: None,
+        peak_rss_mib: None,
     })
 }
 
@@ -586,7 +592,23 @@ pub async fn run_in_process(
         syncs,
         jobs_per_sync: syncs.map(per),
     });
+    report.peak_rss_mib = peak_rss_mib();
     Ok(report)
+}
+
+/// This process's peak resident set (`VmHWM` of `/proc/self/status`), MiB;
+/// `None` where there is no such file.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib / 1024)
 }
 
 /// What one connection is to do.

@@ -58,6 +58,12 @@ async fn every_request_gets_its_final_answer() {
     assert_eq!(report.latency_all.count, report.answered);
     let commits = report.commits.expect("in-process run reports commits");
     assert!(commits.commits > 0 && commits.jobs >= report.answered);
+    // The gateway's memory is reported with it (the store's cache alone is
+    // more than a MiB once touched).
+    if cfg!(target_os = "linux") {
+        let rss = report.peak_rss_mib.expect("peak RSS on Linux");
+        assert!(rss >= 1, "{rss} MiB");
+    }
 }
 
 #[tokio::test]
