@@ -40,7 +40,11 @@ pub struct StoreConfig {
     /// Checkpoint the log into the backend every this many MiB of log.
     /// Smaller: less memory (overlay, and the backend's dirty pages of one
     /// checkpoint transaction) and shorter disk bursts; larger: fewer
-    /// backend transactions.
+    /// backend transactions. Not a buffer for peaks: what is not yet
+    /// checkpointed (up to twice this much log) stays in memory at about
+    /// 3 × its log size (measured: ~3 KB per request), and at saturation
+    /// the checkpoints set the pace whatever their size (benches/RESULTS.md,
+    /// session 6).
     pub checkpoint_mib: u64,
 }
 
