@@ -65,6 +65,10 @@ cat >"$work/gw.toml" <<EOF
 addr = "127.0.0.1:$GW_PORT"
 peers = [{ system_id = "demo", password = "demo" }]
 
+[service]
+# Subscriber traffic only: no nightly run during a measurement.
+nightly_at = "off"
+
 [smpp]
 # Room for the load tool's window (also the open-loop runs' 1024): no request is throttled.
 window_max = $((WINDOW > 1024 ? WINDOW : 1024))

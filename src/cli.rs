@@ -515,6 +515,7 @@ fn serve(
         accounts = gw.store().account_count()?,
         "store open"
     );
+    cfg.service.nightly_record = Some(cfg.store.data_dir.join("nightly-done"));
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let stop = shutdown_signal()?;

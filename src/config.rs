@@ -83,6 +83,31 @@ pub struct ServiceConfig {
     /// Operator time zone for local dates (billing days). Default: the
     /// catalog's `timezone` (the demo catalog says Europe/Moscow).
     pub timezone: Option<String>,
+    /// Local time ("HH:MM", operator zone) at which `serve` starts each
+    /// day's nightly run (N1–N4) through the engine queue; "off": never
+    /// (then run `shortcode-gw nightly` while the gateway is stopped).
+    pub nightly_at: String,
+    /// Where `serve` records the last local date whose nightly run
+    /// finished, so that a restart catches up the nights it was down for.
+    /// Set by `serve` (`data_dir/nightly-done`), not read from the file:
+    /// without it nothing is caught up at start.
+    #[serde(skip)]
+    pub nightly_record: Option<PathBuf>,
+}
+
+impl ServiceConfig {
+    /// [`ServiceConfig::nightly_at`] parsed: `None` when "off".
+    pub fn nightly_time(&self) -> Result<Option<chrono::NaiveTime>, String> {
+        let v = self.nightly_at.trim();
+        if v.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        chrono::NaiveTime::parse_from_str(v, "%H:%M")
+            .map(Some)
+            .map_err(|_| {
+                format!("service.nightly_at {v:?}: expected a local time \"HH:MM\" or \"off\"")
+            })
+    }
 }
 
 impl Default for ServiceConfig {
@@ -93,6 +118,8 @@ impl Default for ServiceConfig {
             country_code: "7".into(),
             dedup_window_s: 60,
             timezone: None,
+            nightly_at: "00:00".into(),
+            nightly_record: None,
         }
     }
 }

@@ -558,6 +558,8 @@ pub async fn run_in_process(
         ..Config::default()
     };
     config.smpp.window_max = config.smpp.window_max.max(cfg.window);
+    // A measurement of subscriber traffic: no nightly run in the middle.
+    config.service.nightly_at = "off".into();
     config.smpp.batch_max = batch_max.max(1);
     let gateway = Gateway::open(store, crate::engine::EngineConfig::default())?;
     let server =

@@ -427,6 +427,11 @@ impl Engine {
         &self.config
     }
 
+    /// The operator's time zone (local dates, the nightly run's hour).
+    pub fn zone(&self) -> Tz {
+        self.tz
+    }
+
     /// The operator-local date of an instant.
     pub fn local_date(&self, now: DateTime<Utc>) -> NaiveDate {
         now.with_timezone(&self.tz).date_naive()

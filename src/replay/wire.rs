@@ -127,6 +127,8 @@ impl Wire {
             .map_err(|e| format!("starting the runtime: {e}"))?;
         let server_clock: Arc<dyn Clock> = clock.clone();
         let mut cfg = config.clone();
+        // The fixture's own steps run the nightly, on its clock.
+        cfg.service.nightly_at = "off".into();
         let (server, peer) = rt.block_on(async {
             match role {
                 Role::GatewayListens => {

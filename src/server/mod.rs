@@ -3,6 +3,8 @@
 //!
 //! - [`queue`]: the one queue into the engine, with group commit.
 //! - [`mo`]: what an incoming message asks for (routing, reassembly, G4 keys).
+//! - `nightly`: the daily nightly run (N1–N4) at `service.nightly_at`,
+//!   through the same queue.
 //! - `conn`: one connection of either role over the sans-IO session.
 //!
 //! [`Server::start`] runs whichever roles the config enables; both may run
@@ -15,6 +17,7 @@ pub mod mo;
 pub mod queue;
 
 mod conn;
+mod nightly;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -210,6 +213,8 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
         let routing = Routing::new(&config.service).map_err(ServeError::Config)?;
+        let nightly_at = config.service.nightly_time().map_err(ServeError::Config)?;
+        let zone = gateway.engine().zone();
         let store = gateway.store().clone();
         let (committer, engine) = Committer::start(gateway, config.smpp.batch_max, 4096);
         let shared = Arc::new(Shared {
@@ -255,6 +260,16 @@ impl Server {
             tokio::spawn(client_loop(
                 connect.clone(),
                 shared.clone(),
+                shutdown_rx.clone(),
+                drained_tx.clone(),
+            ));
+        }
+        if let Some(at) = nightly_at {
+            tokio::spawn(nightly::nightly_loop(
+                shared.clone(),
+                zone,
+                at,
+                config.service.nightly_record.clone(),
                 shutdown_rx.clone(),
                 drained_tx.clone(),
             ));
