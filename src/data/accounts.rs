@@ -31,7 +31,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use super::{json_message, path_string, DataError, Problem, MAX_REPORTED};
-use crate::engine::model::{money, Account, Catalog};
+use crate::engine::model::{Account, Catalog};
 
 /// Reads and validates an accounts file against `catalog`. On any problem
 /// nothing is returned but the error.
@@ -284,15 +284,6 @@ fn check_account(
     plans
         .check(&a.plan, &a.plan_version)
         .map_err(|m| Bad::field("plan", m))?;
-    if a.balance < Decimal::ZERO {
-        return Err(Bad::field(
-            "balance",
-            format!(
-                "negative balance \"{}\" (an import file may not carry a negative balance)",
-                money::format(a.balance)
-            ),
-        ));
-    }
     if !(1..=31).contains(&a.anchor_day) {
         return Err(Bad::field(
             "anchor_day",

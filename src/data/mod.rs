@@ -13,7 +13,7 @@
 //! the file, the line (and column) or key, the field and the problem, e.g.
 //!
 //! ```text
-//! accounts.jsonl:7: balance: negative balance "-5.00" (an import file may not carry a negative balance)
+//! accounts.jsonl:7: msisdn: duplicate "79161234561": already on line 2
 //! catalog.json:14:38: plans[3] (id "smart" version "2024"): regions.spb.monthly_fee: bad money string "5,50" (expected like "550.00")
 //! ```
 

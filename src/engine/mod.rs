@@ -929,7 +929,14 @@ impl Engine {
         }
         let Some((plan, fees)) = self.fees(a) else {
             // The plan is not offered in the account's region: there is no
-            // fee to charge, so nothing happens (the account is NO_SERVICE).
+            // fee to charge, so nothing is charged and the period stays (the
+            // account is NO_SERVICE). The night still ends an unpaid period
+            // (N3: otherwise R2 would answer UNPAID_PERIOD for ever) and a
+            // saved package that ran out.
+            a.unpaid = false;
+            if a.saved.is_some_and(|s| n >= s.valid_until) {
+                a.saved = None;
+            }
             return Ok(());
         };
         let package = plan.package;
@@ -945,7 +952,10 @@ impl Engine {
             }
             return Ok(());
         }
-        if a.balance >= monthly {
+        // A fee fully discounted is covered whatever the balance (decided:
+        // U3 lets overage take it below zero, and a subscriber who pays
+        // nothing for the month must not be moved to daily billing).
+        if monthly.is_zero() || a.balance >= monthly {
             // N1: one monthly charge, next anchor after n. Coming back from
             // daily billing (N2) or out of a block (N3), the period restarts
             // on n: the subscriber does not pay for days spent blocked.

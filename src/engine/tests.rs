@@ -807,6 +807,39 @@ fn n4_running_a_date_twice_changes_nothing() {
 }
 
 #[test]
+fn n1_a_fully_discounted_fee_is_covered_by_any_balance() {
+    let e = engine();
+    let mut st = account();
+    st.account.discount_pct = dec("100");
+    st.account.balance = dec("-1.00");
+    st.account.main.minutes = 0;
+    let a = run(&e, &st, nightly("2026-12-05"), NIGHT);
+    let s = a.state.unwrap();
+    assert_eq!(s.account.billing, Billing::Monthly);
+    assert!(s.account.blocks.is_empty(), "{:?}", s.account.blocks);
+    assert_eq!(s.account.balance, dec("-1.00"), "nothing charged");
+    assert_eq!(s.account.next_charge, date("2027-01-05"));
+    assert_eq!(s.account.main.minutes, 500, "fresh package");
+}
+
+#[test]
+fn nightly_where_the_plan_is_not_offered_charges_nothing_but_ends_the_unpaid_period() {
+    let e = engine();
+    let mut st = account();
+    st.account.region = "nowhere".into();
+    st.account.unpaid = true;
+    let before = run(&e, &st, renew(Channel::Ussd), "2026-12-05T12:00:00+03:00");
+    assert_eq!(before.outcome, Outcome::UnpaidPeriod);
+    let a = run(&e, &st, nightly("2026-12-05"), NIGHT);
+    assert!(statements(&a).is_empty());
+    let s = a.state.unwrap();
+    assert!(!s.account.unpaid);
+    assert_eq!(s.account.balance, st.account.balance);
+    let r = run(&e, &s, renew(Channel::Ussd), "2026-12-05T12:00:00+03:00");
+    assert_eq!(r.outcome, Outcome::NoService);
+}
+
+#[test]
 fn nightly_skips_blocked_accounts() {
     let e = engine();
     let mut st = account();
