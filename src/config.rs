@@ -207,6 +207,10 @@ pub struct SmppConfig {
     pub enquire_link_interval_ms: u64,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout_ms: u64,
+    /// A peer that takes nothing of what we write for this long is closed
+    /// (otherwise one that never reads would hold its connection slot, and
+    /// shutdown, for ever).
+    pub write_timeout_ms: u64,
     /// Simultaneous inbound connections (MC role).
     pub connections_max: usize,
     /// Requests the engine commits in one store transaction at most.
@@ -221,6 +225,7 @@ impl Default for SmppConfig {
             response_timeout_ms: 30_000,
             enquire_link_interval_ms: 30_000,
             idle_timeout_ms: 300_000,
+            write_timeout_ms: 10_000,
             connections_max: 64,
             batch_max: 512,
         }

@@ -622,3 +622,51 @@ async fn a_ussd_answer_to_a_transmitter_bind_goes_out_on_the_receiver_bind() {
     tx.unbind().await.unwrap();
     stop(gw, rx).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_loses_its_slot_and_does_not_stall_shutdown() {
+    let mut config = common::listen_config();
+    config.smpp.connections_max = 1;
+    config.smpp.write_timeout_ms = 500;
+    let gw = common::start_with(config, 4).await;
+
+    // Takes the only slot, floods enquire_link (answered even before a
+    // bind) and reads nothing, with a small receive buffer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stalled = socket.connect(gw.addr).await.unwrap();
+    let (_keep_reader, mut writer) = stalled.into_split();
+    let flood = tokio::spawn(async move {
+        let one = encode_header_only(CommandId::EnquireLink, CommandStatus::EsmeRok, RAW_SEQ);
+        let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 4096).collect();
+        // 32 MiB of requests at most, or until the gateway hangs up.
+        for _ in 0..512 {
+            if writer.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    // A real USSDC gets the slot once the gateway has given up on it.
+    let started = std::time::Instant::now();
+    let mut peer = loop {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            EsmePeer::connect(gw.addr, "demo", "demo"),
+        )
+        .await
+        {
+            Ok(Ok(p)) => break p,
+            _ if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Ok(Err(e)) => panic!("no bind while a peer that never reads holds the slot: {e}"),
+            Err(_) => panic!("no bind while a peer that never reads holds the slot"),
+        }
+    };
+    let (status, answer) = dial(&mut peer, &msisdn(1), "*929#", 0x0101).await;
+    assert_eq!(status, CommandStatus::EsmeRok);
+    assert!(mt_text(&answer).starts_with("Пакет обновлён"));
+    flood.abort();
+    stop(gw, peer).await;
+}

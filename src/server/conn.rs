@@ -307,8 +307,21 @@ impl<S: Transport> Conn<S> {
                 out.extend_from_slice(&bytes);
             }
         }
-        if !out.is_empty() && self.stream.write_all(&out).await.is_err() {
-            self.session.handle_disconnect();
+        if !out.is_empty() {
+            // The loop waits here, so a peer that stops reading must not
+            // hold it: no timer, read or drain deadline runs meanwhile.
+            let mut limit = Duration::from_millis(self.shared.smpp.write_timeout_ms);
+            if let Some(d) = self.drain_deadline {
+                limit = limit.min(d.saturating_duration_since(Instant::now()));
+            }
+            match tokio::time::timeout(limit, self.stream.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => self.session.handle_disconnect(),
+                Err(_) => {
+                    tracing::warn!(peer = %self.peer, bytes = out.len(), "the peer reads nothing of ours: closing");
+                    self.session.handle_disconnect();
+                }
+            }
         }
         if closed.is_some() {
             let _ = self.stream.shutdown().await;
