@@ -413,6 +413,24 @@ struct Pending {
     bytes: usize,
 }
 
+/// A message already handed out (complete, or expired with the parts that
+/// came), remembered for one timeout so that its parts arriving again are
+/// not a new message.
+#[derive(Debug)]
+struct Handled {
+    until_ms: u64,
+    /// Digest of each part that arrived; `None`: it never came.
+    parts: Vec<Option<u64>>,
+}
+
+/// FNV-1a: a part's identity for retransmission checks (not security: the
+/// key already ties it to one sender and reference).
+fn digest(payload: &[u8]) -> u64 {
+    payload.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Reassembles concatenated SMS parts arriving in any order (sans-IO).
 ///
 /// Feed every part with [`insert`](Self::insert); call
@@ -420,11 +438,19 @@ struct Pending {
 /// [`next_deadline_ms`](Self::next_deadline_ms) passes (or before inserting)
 /// to free stale entries. Ordering is deterministic: pending messages live in
 /// a `BTreeMap`, so the same inputs give the same outputs (G1).
+///
+/// A message handed out (completed or expired) is remembered for one
+/// timeout: a part of it sent again (the SMSC retransmits when our response
+/// was late or lost) is ignored rather than starting a new message that
+/// would expire into a second request, and so does a part that comes after
+/// its message expired. The same reference with different content is a new
+/// message (a sender reusing its references).
 #[derive(Debug)]
 pub struct Reassembler {
     limits: ReassemblyLimits,
     pending: BTreeMap<ConcatKey, Pending>,
     bytes: usize,
+    handled: BTreeMap<ConcatKey, Handled>,
 }
 
 impl Reassembler {
@@ -434,7 +460,50 @@ impl Reassembler {
             limits,
             pending: BTreeMap::new(),
             bytes: 0,
+            handled: BTreeMap::new(),
         }
+    }
+
+    /// Remember `key` as handed out at `now_ms`, within a bounded memory
+    /// (the entry nearest its end goes first).
+    fn remember(&mut self, key: ConcatKey, now_ms: u64, parts: Vec<Option<u64>>) {
+        let cap = self.limits.pending_max.max(1).saturating_mul(4);
+        while self.handled.len() >= cap {
+            let Some(oldest) = self
+                .handled
+                .iter()
+                .min_by_key(|(_, h)| h.until_ms)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.handled.remove(&oldest);
+        }
+        let until_ms = now_ms.saturating_add(self.limits.timeout_ms);
+        self.handled.insert(key, Handled { until_ms, parts });
+    }
+
+    /// Whether part `slot` with `payload` belongs to a message already
+    /// handed out (then it is ignored). Forgets the message when its time
+    /// is up or this is different content under the same key.
+    fn already_handled(
+        &mut self,
+        now_ms: u64,
+        key: &ConcatKey,
+        slot: usize,
+        payload: &[u8],
+    ) -> bool {
+        let Some(h) = self.handled.get(key) else {
+            return false;
+        };
+        let same = now_ms < h.until_ms
+            && h.parts
+                .get(slot)
+                .is_some_and(|p| p.is_none_or(|d| d == digest(payload)));
+        if !same {
+            self.handled.remove(key);
+        }
+        same
     }
 
     /// The limits in force.
@@ -475,6 +544,9 @@ impl Reassembler {
             return Ok(Some(payload.to_vec()));
         }
         let slot = usize::from(seq - 1);
+        if !self.pending.contains_key(&key) && self.already_handled(now_ms, &key, slot, payload) {
+            return Ok(None);
+        }
         match self.pending.get(&key) {
             Some(entry) if entry.parts[slot].is_some() => return Ok(None),
             None if self.pending.len() >= self.limits.pending_max => {
@@ -513,8 +585,14 @@ impl Reassembler {
                 if entry.received < entry.parts.len() {
                     return Ok(None);
                 }
-                let done = occupied.remove();
+                let (key, done) = occupied.remove_entry();
                 self.bytes -= done.bytes;
+                let digests = done
+                    .parts
+                    .iter()
+                    .map(|p| p.as_deref().map(digest))
+                    .collect();
+                self.remember(key, now_ms, digests);
                 Ok(Some(done.parts.into_iter().flatten().flatten().collect()))
             }
         }
@@ -523,6 +601,7 @@ impl Reassembler {
     /// Removes and returns every message whose first part arrived
     /// `timeout_ms` or more before `now_ms`, oldest first.
     pub fn poll_expired(&mut self, now_ms: u64) -> Vec<Expired> {
+        self.handled.retain(|_, h| now_ms < h.until_ms);
         let timeout = self.limits.timeout_ms;
         let stale: Vec<ConcatKey> = self
             .pending
@@ -535,6 +614,8 @@ impl Reassembler {
             .filter_map(|key| {
                 let p = self.pending.remove(&key)?;
                 self.bytes -= p.bytes;
+                let digests = p.parts.iter().map(|x| x.as_deref().map(digest)).collect();
+                self.remember(key.clone(), now_ms, digests);
                 let parts = (1..=key.total)
                     .zip(p.parts)
                     .filter_map(|(seq, part)| Some((seq, part?)))
@@ -878,10 +959,51 @@ mod tests {
         assert_eq!((r.pending_len(), r.pending_bytes()), (1, 1));
         assert_eq!(r.next_deadline_ms(), Some(1_500));
 
-        // A late part of the expired message starts a new entry.
+        // A late part of the expired message belongs to what was already
+        // handed out: it starts nothing that would expire into a second
+        // request.
         assert_eq!(r.insert(1_200, key("B", 9, 3), 2, 0, b"b"), Ok(None));
-        assert_eq!(r.poll_expired(u64::MAX).len(), 2);
+        assert_eq!(r.pending_len(), 1, "only A is still pending");
+        assert_eq!(r.poll_expired(u64::MAX).len(), 1);
         assert_eq!((r.pending_len(), r.pending_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_part_sent_again_after_its_message_completed_is_not_a_new_message() {
+        let limits = ReassemblyLimits {
+            timeout_ms: 1_000,
+            ..ReassemblyLimits::default()
+        };
+        let mut r = Reassembler::new(limits);
+        let k = || key("79000000048", 0x77, 2);
+        assert_eq!(r.insert(0, k(), 1, 0, b"part one"), Ok(None));
+        assert_eq!(
+            r.insert(10, k(), 2, 0, b" and two"),
+            Ok(Some(b"part one and two".to_vec()))
+        );
+        // The SMSC retransmits part 2 (its response was lost): ignored.
+        assert_eq!(r.insert(500, k(), 2, 0, b" and two"), Ok(None));
+        assert_eq!(r.pending_len(), 0);
+        assert!(
+            r.poll_expired(5_000).is_empty(),
+            "nothing expires into a second request"
+        );
+
+        // After the window the same key is a message again.
+        assert_eq!(r.insert(6_000, k(), 1, 0, b"part one"), Ok(None));
+        assert_eq!(r.pending_len(), 1);
+        assert_eq!(
+            r.insert(6_001, k(), 2, 0, b" and two"),
+            Ok(Some(b"part one and two".to_vec()))
+        );
+
+        // Within the window, the same reference with other content is a
+        // new message (a sender reusing references).
+        assert_eq!(r.insert(6_100, k(), 1, 0, b"another"), Ok(None));
+        assert_eq!(
+            r.insert(6_101, k(), 2, 0, b" text"),
+            Ok(Some(b"another text".to_vec()))
+        );
     }
 
     #[test]
