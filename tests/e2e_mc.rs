@@ -670,3 +670,52 @@ async fn a_peer_that_never_reads_loses_its_slot_and_does_not_stall_shutdown() {
     flood.abort();
     stop(gw, peer).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbind_right_behind_a_ussd_request_waits_for_its_answer() {
+    let gw = common::start(8).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    // The bind bytes an ESME session opens with.
+    let mut esme = shortcode_protocol::smpp::Session::esme(
+        std::time::Instant::now(),
+        shortcode_protocol::smpp::Config::default(),
+        shortcode_protocol::smpp::EsmeCredentials::new("demo", "demo"),
+    )
+    .unwrap();
+    s.write_all(&esme.poll_transmit().expect("a bind"))
+        .await
+        .unwrap();
+    let (_, id, status, _) = read_header(&mut s).await;
+    assert_eq!(
+        (id, status),
+        (CommandId::BindTransceiverResp, CommandStatus::EsmeRok)
+    );
+
+    // The USSDC sends the MO and its unbind in one write.
+    let who = msisdn(1);
+    let mut both = raw_submit(&who, "*929#", 0x0202, RAW_SEQ + 1);
+    both.extend(encode_header_only(
+        CommandId::Unbind,
+        CommandStatus::EsmeRok,
+        RAW_SEQ + 2,
+    ));
+    s.write_all(&both).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let (_, id, status, seq) = read_header(&mut s).await;
+        seen.push((id, status, seq));
+        if id == CommandId::UnbindResp {
+            break;
+        }
+    }
+    assert_eq!(
+        seen.first(),
+        Some(&(CommandId::SubmitSmResp, CommandStatus::EsmeRok, RAW_SEQ + 1)),
+        "the MO is answered before the unbind: {seen:?}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&(CommandId::UnbindResp, CommandStatus::EsmeRok, RAW_SEQ + 2))
+    );
+    assert_eq!(monthly_fees(&gw, &who), 1, "charged once, and told so");
+}

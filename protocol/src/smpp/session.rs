@@ -133,11 +133,15 @@ impl BindMode {
 /// BoundTx             BoundRx          BoundTrx                 |
 ///   |                    |                 |                    |
 ///   +--------------------+-----------------+                    |
-///   |  we send unbind              peer sends unbind:           |
-///   v                              unbind_resp sent ------------+
+///   |  we send unbind;             peer sends unbind, nothing   |
+///   |  or peer sends unbind        of its unanswered: ----------+
+///   |  with requests of its        unbind_resp sent             |
+///   v  still unanswered                                         |
 /// Unbinding                                                     |
-///   |  unbind_resp (or generic_nack) received,                  |
-///   |  or response_timeout                                      |
+///   |  ours: unbind_resp (or generic_nack) received, or         |
+///   |  response_timeout;                                        |
+///   |  the peer's: its last request answered, or                |
+///   |  response_timeout (then unbind_resp is sent)              |
 ///   +---------------------------------------------------------->|
 ///                                                               v
 ///            keepalive timeout, framing lost, disconnect ---> Closed
@@ -165,7 +169,9 @@ pub enum State {
     BoundRx,
     /// ESME bound as transceiver.
     BoundTrx,
-    /// We sent unbind and wait for unbind_resp.
+    /// We sent unbind and wait for unbind_resp; or the peer sent unbind
+    /// while requests of its were unanswered, and we answer them before
+    /// unbind_resp (an MO already being committed is answered, not lost).
     Unbinding,
     /// Done; write out what `poll_transmit` still returns, then close the
     /// connection.
@@ -533,6 +539,9 @@ pub struct Session {
     /// When the peer last sent us anything; drives keepalive.
     last_rx: Instant,
     peer_system_id: Option<String>,
+    /// The peer's unbind, answered once its requests are: (sequence
+    /// number, when to answer it anyway; `None` if that overflowed).
+    peer_unbind: Option<(u32, Option<Instant>)>,
 }
 
 impl fmt::Debug for Session {
@@ -605,6 +614,7 @@ impl Session {
             next_seq: 1,
             outstanding: BTreeMap::new(),
             unanswered: BTreeMap::new(),
+            peer_unbind: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             last_rx: now,
@@ -681,7 +691,7 @@ impl Session {
                 // link is alive (SMPP 5.0 allows it while Open as well).
                 self.queue_header(CommandId::EnquireLinkResp, CommandStatus::EsmeRok, seq);
             }
-            CommandId::Unbind => self.on_unbind(seq),
+            CommandId::Unbind => self.on_unbind(now, seq),
             CommandId::BindTransmitter | CommandId::BindReceiver | CommandId::BindTransceiver => {
                 self.on_bind(seq, &pdu)
             }
@@ -712,6 +722,13 @@ impl Session {
         if self.state == State::Open && self.bind_deadline.is_some_and(|d| d <= now) {
             self.close(CloseReason::BindTimeout);
             return;
+        }
+        if let Some((seq, Some(deadline))) = self.peer_unbind {
+            if deadline <= now {
+                // The application never answered: the peer waited long
+                // enough for its unbind_resp.
+                return self.confirm_peer_unbind(seq);
+            }
         }
         let expired: Vec<u32> = self
             .outstanding
@@ -759,9 +776,11 @@ impl Session {
         }
         let bind = self.bind_deadline.filter(|_| self.state == State::Open);
         let responses = self.outstanding.values().filter_map(|o| o.deadline);
+        let peer_unbind = self.peer_unbind.and_then(|(_, d)| d);
         bind.into_iter()
             .chain(self.keepalive_due())
             .chain(responses)
+            .chain(peer_unbind)
             .min()
     }
 
@@ -836,6 +855,11 @@ impl Session {
             self.transmits.push_back(bytes);
         }
         self.unanswered.remove(&seq);
+        if self.unanswered.is_empty() {
+            if let Some((unbind_seq, _)) = self.peer_unbind {
+                self.confirm_peer_unbind(unbind_seq);
+            }
+        }
         Ok(())
     }
 
@@ -948,12 +972,24 @@ impl Session {
         })
     }
 
-    fn on_unbind(&mut self, seq: u32) {
+    fn on_unbind(&mut self, now: Instant, seq: u32) {
         if self.state == State::Open {
             self.queue_header(CommandId::UnbindResp, CommandStatus::EsmeRinvbndsts, seq);
             return;
         }
+        if self.state.is_bound() && !self.unanswered.is_empty() {
+            // Its requests are being handled (a renewal may be committing):
+            // answer them first, then the unbind; refuse anything new.
+            self.peer_unbind = Some((seq, now.checked_add(self.config.response_timeout)));
+            self.state = State::Unbinding;
+            return;
+        }
         // Bound, or both sides unbinding at once: confirm and finish.
+        self.confirm_peer_unbind(seq);
+    }
+
+    fn confirm_peer_unbind(&mut self, seq: u32) {
+        self.peer_unbind = None;
         self.queue_header(CommandId::UnbindResp, CommandStatus::EsmeRok, seq);
         self.events.push_back(Event::Unbound);
         self.close(CloseReason::PeerUnbind);
@@ -1547,6 +1583,69 @@ mod tests {
             events(&mut mc).as_slice(),
             [Event::Request { seq: 21, .. }]
         ));
+    }
+
+    #[test]
+    fn a_peer_unbind_waits_for_the_answers_it_is_owed() {
+        let now = Instant::now();
+        let mut mc = bound_mc(now, Config::default());
+        let mut input = encode(40, &submit_sm("79161234567", "929", b"x"));
+        input.extend(encode(41, &Pdu::Unbind));
+        mc.handle_input(now, &input);
+        assert!(matches!(
+            events(&mut mc).as_slice(),
+            [Event::Request { seq: 40, .. }]
+        ));
+        assert_eq!(
+            transmitted(&mut mc),
+            vec![],
+            "no unbind_resp before the answer"
+        );
+        assert_eq!(mc.state(), State::Unbinding);
+        // Anything new after the unbind is refused.
+        mc.handle_input(now, &encode(42, &submit_sm("79161234567", "929", b"y")));
+        assert_eq!(
+            summary(&transmitted(&mut mc)),
+            vec![(CommandId::SubmitSmResp, CommandStatus::EsmeRinvbndsts, 42)]
+        );
+        // The answer goes out, then the unbind_resp, then the session ends.
+        mc.respond(40, OK, None).unwrap();
+        assert_eq!(
+            summary(&transmitted(&mut mc)),
+            vec![
+                (CommandId::SubmitSmResp, OK, 40),
+                (CommandId::UnbindResp, OK, 41)
+            ]
+        );
+        assert_eq!(
+            events(&mut mc),
+            vec![
+                Event::Unbound,
+                Event::Closed {
+                    reason: CloseReason::PeerUnbind
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_peer_unbind_is_answered_after_response_timeout_if_the_answer_never_comes() {
+        let now = Instant::now();
+        let config = Config::default();
+        let mut mc = bound_mc(now, config.clone());
+        let mut input = encode(50, &submit_sm("79161234567", "929", b"x"));
+        input.extend(encode(51, &Pdu::Unbind));
+        mc.handle_input(now, &input);
+        let _ = events(&mut mc);
+        let deadline = now + config.response_timeout;
+        assert_eq!(mc.poll_timeout().map(|t| t <= deadline), Some(true));
+        mc.handle_timeout(deadline);
+        assert_eq!(
+            summary(&transmitted(&mut mc)),
+            vec![(CommandId::UnbindResp, OK, 51)]
+        );
+        assert_eq!(mc.state(), State::Closed);
+        assert_eq!(mc.respond(50, OK, None), Err(SessionError::Closed));
     }
 
     #[test]
