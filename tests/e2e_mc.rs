@@ -719,3 +719,31 @@ async fn an_unbind_right_behind_a_ussd_request_waits_for_its_answer() {
     );
     assert_eq!(monthly_fees(&gw, &who), 1, "charged once, and told so");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_acknowledged_before_a_shutdown_are_not_lost() {
+    let gw = common::start(16).await;
+    let mut peer = EsmePeer::connect(gw.addr, "demo", "demo").await.unwrap();
+    let who = msisdn(0);
+    let text = "обновите пакет, пожалуйста: ".repeat(4);
+    let parts = sms_parts(&who, "9290", &text, 77);
+    assert!(parts.len() >= 2);
+    // Only the first part arrives (and is acknowledged) before the stop.
+    let seq = peer.send(parts[0].to_submit_sm().unwrap()).await.unwrap();
+    let resp = peer.wait_for(WAIT, is_response_to(seq)).await.unwrap();
+    assert_eq!(status_of(&resp), CommandStatus::EsmeRok);
+    let store = gw.store.clone();
+    stop(gw, peer).await;
+    let journal = store.journal(Some(&who)).unwrap();
+    assert_eq!(
+        journal.len(),
+        1,
+        "the partial message is a request: {journal:?}"
+    );
+    assert_eq!(journal[0].outcome, Outcome::Renewed);
+    assert!(
+        text.starts_with(&journal[0].request),
+        "{:?}",
+        journal[0].request
+    );
+}

@@ -445,7 +445,18 @@ async fn reassembly_loop(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // Parts we acknowledged live only in memory: rather than
+                // vanish with the process, what arrived is taken as the
+                // text now (C2), as the reassembly timeout would take it.
+                // (A crash still loses them; see README.)
+                for request in shared.routing.expired(shared.clock.now(), u64::MAX) {
+                    if let Err(e) = shared.engine.execute(request).await {
+                        tracing::error!(error = %e, "partial SMS request at shutdown failed");
+                    }
+                }
+                return;
+            }
         }
         for request in shared.routing.expired(shared.clock.now(), shared.mono_ms()) {
             let engine = shared.engine.clone();
