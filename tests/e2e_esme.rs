@@ -247,3 +247,29 @@ async fn shutdown_while_the_bind_is_unanswered_returns_promptly() {
         .await
         .expect("the gateway closes the socket");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smsc_that_drops_every_link_after_the_bind_is_not_flooded_with_binds() {
+    let fake = McListener::bind(SYSTEM_ID, PASSWORD).await.unwrap();
+    let mut config = esme_config(fake.local_addr().to_string());
+    if let Some(c) = config.connect.as_mut() {
+        c.reconnect_min_ms = 50;
+        c.reconnect_max_ms = 800;
+    }
+    let mut gw = common::start_with(config, 4).await;
+    // Accept each bind and drop the link at once, for 3 s.
+    let started = std::time::Instant::now();
+    let mut binds = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        if let Ok(mut peer) = fake.accept(std::time::Duration::from_millis(500)).await {
+            binds += 1;
+            peer.drop_link();
+        }
+    }
+    // Backing off from 50 ms to 800 ms gives about 8 binds in 3 s; starting
+    // again from 50 ms after every bind gave about 40.
+    assert!((2..=14).contains(&binds), "{binds} binds in 3 s");
+    tokio::time::timeout(WAIT, gw.server.take().unwrap().shutdown())
+        .await
+        .expect("shutdown returns");
+}

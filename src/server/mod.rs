@@ -82,6 +82,10 @@ pub enum ServeError {
     Config(String),
 }
 
+/// How long an outbound link must have lasted for its loss to restart the
+/// reconnect backoff from the minimum.
+const STABLE_LINK: Duration = Duration::from_secs(30);
+
 /// Backoff for an outbox SMS the network refused.
 const OUTBOX_RETRY_MIN: Duration = Duration::from_secs(1);
 const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(600);
@@ -405,9 +409,14 @@ async fn client_loop(
                     Ok(session) => {
                         tracing::info!(addr = %cfg.addr, "connected; binding (ESME role)");
                         let conn = Conn::new(shared.clone(), session, stream, cfg.addr.clone());
+                        let up = std::time::Instant::now();
                         let end = conn.run(shutdown.clone()).await;
                         tracing::warn!(addr = %cfg.addr, reason = %end.reason, "link down");
-                        if end.was_bound {
+                        // A link that held for a while starts the backoff
+                        // afresh; one the SMSC drops right after the bind
+                        // keeps backing off, not re-binding several times
+                        // a second for ever.
+                        if end.was_bound && up.elapsed() >= STABLE_LINK {
                             backoff = min;
                         }
                     }
