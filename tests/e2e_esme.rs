@@ -261,7 +261,7 @@ async fn an_smsc_that_drops_every_link_after_the_bind_is_not_flooded_with_binds(
     let started = std::time::Instant::now();
     let mut binds = 0;
     while started.elapsed() < std::time::Duration::from_secs(3) {
-        if let Ok(mut peer) = fake.accept(std::time::Duration::from_millis(500)).await {
+        if let Ok(peer) = fake.accept(std::time::Duration::from_millis(500)).await {
             binds += 1;
             peer.drop_link();
         }
