@@ -573,6 +573,16 @@ fn account_lines_round_trip() {
     let back = parse_accounts("export.jsonl", text.as_bytes(), &catalog).unwrap();
     assert_eq!(back, accounts);
 
+    // A balance beyond any real one is a bad file, not an overflow later.
+    let mut rich = accounts[0].clone();
+    rich.balance = "1000000000000.01".parse().unwrap();
+    let err = parse_accounts("x.jsonl", account_line(&rich).as_bytes(), &catalog).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("x.jsonl:1: balance: amount \"1000000000000.01\" is out of range"),
+        "{err}"
+    );
+
     // An overdrawn account (U3: out-of-bundle usage) exports and imports too.
     let mut overdrawn = accounts[0].clone();
     overdrawn.balance = "-759.50".parse().unwrap();

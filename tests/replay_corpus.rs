@@ -239,7 +239,7 @@ fn an_unexpected_operator_error_fails_the_step() {
     assert_eq!(step.mismatches[0].field, "error", "{:?}", step.mismatches);
     assert!(step.mismatches[0]
         .actual
-        .contains("top-up must be positive"));
+        .contains("a top-up is a positive amount"));
 }
 
 /// Write `text` as a fixture in a temp dir; return the error text.

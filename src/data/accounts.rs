@@ -31,7 +31,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use super::{json_message, path_string, DataError, Problem, MAX_REPORTED};
-use crate::engine::model::{Account, Catalog};
+use crate::engine::model::{money, Account, Catalog};
 
 /// Reads and validates an accounts file against `catalog`. On any problem
 /// nothing is returned but the error.
@@ -284,6 +284,7 @@ fn check_account(
     plans
         .check(&a.plan, &a.plan_version)
         .map_err(|m| Bad::field("plan", m))?;
+    money::in_range(a.balance).map_err(|m| Bad::field("balance", m))?;
     if !(1..=31).contains(&a.anchor_day) {
         return Err(Bad::field(
             "anchor_day",

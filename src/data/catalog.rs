@@ -366,7 +366,9 @@ fn validate(file: &str, catalog: &Catalog) -> Result<(), DataError> {
             amounts.push((format!("regions.{region}.daily_fee"), fees.daily_fee));
         }
         for (key, amount) in amounts {
-            if amount.is_sign_negative() && !amount.is_zero() {
+            if let Err(m) = money::in_range(amount) {
+                add(format!("{label}: {key}"), m);
+            } else if amount.is_sign_negative() && !amount.is_zero() {
                 add(
                     format!("{label}: {key}"),
                     format!(
@@ -452,6 +454,17 @@ mod tests {
             e.contains("c.json: plans[0] (id \"smart\" version \"2024\"): regions.moscow.daily_fee: negative amount \"-19.00\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn data_catalog_refuses_amounts_no_account_could_pay() {
+        let text = GOOD.replace("\"550.00\"", "\"79228162514264337593543950335.00\"");
+        let e = err(&text, CatalogFormat::Json);
+        assert!(
+            e.contains("regions.moscow.monthly_fee: amount \"79228162514264337593543950335"),
+            "{e}"
+        );
+        assert!(e.contains("is out of range"), "{e}");
     }
 
     #[test]

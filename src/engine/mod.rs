@@ -126,13 +126,21 @@ pub enum EngineError {
     UnknownPlan { plan: String, version: String },
     #[error("discount must be between 0 and 100, got {0}")]
     BadDiscount(Decimal),
-    #[error("top-up must be positive, got {0}")]
+    #[error(
+        "a top-up is a positive amount with at most two decimals, up to 1000000000000.00: got {0}"
+    )]
     BadAmount(Decimal),
+    #[error("usage of {0} units is more than one record can carry (at most {max})", max = USAGE_MAX)]
+    BadUsage(u64),
     #[error("catalog time zone {0:?} is not a known IANA zone")]
     BadTimezone(String),
     #[error("date arithmetic overflowed near {0}")]
     DateOverflow(NaiveDate),
 }
+
+/// The most units one usage record may carry: a billion minutes, SMS or
+/// MB, so that units × rate stays exact in `Decimal`.
+pub const USAGE_MAX: u64 = 1_000_000_000;
 
 /// Engine settings that are not part of the catalog.
 #[derive(Debug, Clone)]
@@ -792,12 +800,22 @@ impl Engine {
         match command {
             // Subscriber requests never reach here: `apply` routes them.
             Command::Renew { .. } | Command::UnknownCommand { .. } => {}
-            Command::Usage { kind, amount } => self.usage(st, *kind, *amount, now, effects),
+            Command::Usage { kind, amount } => {
+                if *amount > USAGE_MAX {
+                    return Err(EngineError::BadUsage(*amount));
+                }
+                self.usage(st, *kind, *amount, now, effects)
+            }
             Command::TopUp { amount } => {
-                if *amount <= Decimal::ZERO || amount.round_dp(2) != *amount {
+                let balance = st.account.balance.checked_add(*amount);
+                if *amount <= Decimal::ZERO
+                    || amount.round_dp(2) != *amount
+                    || money::in_range(*amount).is_err()
+                    || balance.is_none()
+                {
                     return Err(EngineError::BadAmount(*amount));
                 }
-                st.account.balance += *amount;
+                st.account.balance = balance.unwrap_or(st.account.balance);
                 effects.push(self.statement(
                     now,
                     &st.account,

@@ -420,15 +420,36 @@ pub mod money {
         len
     }
 
+    /// The largest amount a file or an operator command may carry, either
+    /// sign: a trillion. Far above any balance or fee, and far enough below
+    /// `Decimal`'s range that no sum or product the engine makes of such
+    /// amounts can overflow. (The store's own values are not held to it: a
+    /// stored balance must always read back.)
+    pub const MAX_ABS: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
+
+    /// `Err` naming the bound when `v` is beyond [`MAX_ABS`].
+    pub fn in_range(v: Decimal) -> Result<(), String> {
+        if v.abs() > MAX_ABS {
+            return Err(format!(
+                "amount {:?} is out of range (at most {} either way)",
+                format(v),
+                format(MAX_ABS)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Exactly the spec's form: optional '-', digits, '.', two digits
+    /// ("550.00"; data-formats.md: "always a JSON string with two
+    /// decimals"). Anything else is a bad file, not a guess.
     pub fn parse(s: &str) -> Result<Decimal, String> {
-        let ok = !s.is_empty()
-            && s.trim() == s
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-            && s.matches('.').count() <= 1
-            && s.split('.')
-                .nth(1)
-                .is_none_or(|f| !f.is_empty() && f.len() <= 2);
+        let unsigned = s.strip_prefix('-').unwrap_or(s);
+        let ok = unsigned.split_once('.').is_some_and(|(int, frac)| {
+            !int.is_empty()
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && frac.len() == 2
+                && frac.bytes().all(|b| b.is_ascii_digit())
+        });
         if !ok {
             return Err(format!("bad money string {s:?} (expected like \"550.00\")"));
         }

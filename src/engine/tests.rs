@@ -919,6 +919,10 @@ fn operator_errors_are_errors_not_outcomes() {
         Command::TopUp {
             amount: dec("1.005"),
         },
+        Command::TopUp {
+            amount: dec("1000000000000.01"),
+        },
+        usage(UsageKind::Minutes, crate::engine::USAGE_MAX + 1),
         Command::ChangePlan {
             plan: "nope".into(),
             version: "1".into(),
@@ -1031,6 +1035,23 @@ proptest! {
 }
 
 // ---------------------------------------------------------------- formatting
+
+#[test]
+fn money_strings_are_exactly_two_decimals() {
+    use crate::engine::model::money;
+    for good in ["550.00", "0.00", "-3.50", "1000000000000.00"] {
+        assert_eq!(money::format(money::parse(good).unwrap()), good);
+    }
+    for bad in [
+        "550", "550.5", ".50", "550.", "550.000", "+1.00", "1e2", "1 000,00", " 1.00", "-",
+        "--1.00", "1.0a", "",
+    ] {
+        assert!(money::parse(bad).is_err(), "{bad:?} accepted");
+    }
+    assert_eq!(money::MAX_ABS, dec("1000000000000"));
+    assert!(money::in_range(dec("1000000000000.00")).is_ok());
+    assert!(money::in_range(dec("-1000000000000.01")).is_err());
+}
 
 /// What `money::format` was before it was written by hand.
 fn money_reference(v: Decimal) -> String {
