@@ -148,6 +148,30 @@ impl Staged {
     }
 }
 
+/// `f`, or `None` if it panicked (the panic is still printed by the hook).
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+/// One job applied and staged on its own; a panic is its error alone.
+fn one_by_one(gateway: &Gateway, job: Job) -> Staged {
+    let (requests, extra) = match &job {
+        Job::Engine { request, .. } => (vec![request.clone()], Vec::new()),
+        Job::Dequeue { id, .. } => (Vec::new(), vec![Write::Dequeue(*id)]),
+    };
+    let result = guarded(|| gateway.stage_with(&requests, extra)).unwrap_or_else(|| {
+        let who = requests.first().map_or("-", |r| r.msisdn.as_str());
+        tracing::error!(msisdn = %who, "the engine panicked on this request: answered with an error");
+        Err(StoreError::Io(
+            "internal error applying this request (see the gateway's log)".into(),
+        ))
+    });
+    Staged {
+        jobs: vec![job],
+        result,
+    }
+}
+
 /// The committer thread. Dropping every [`EngineHandle`] ends it after the
 /// last batch is committed; `join` waits for that (graceful shutdown).
 pub struct Committer {
@@ -192,7 +216,7 @@ impl Committer {
             .name("engine-committer".into())
             .spawn(move || {
                 let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
-                while let Some(first) = rx.blocking_recv() {
+                'run: while let Some(first) = rx.blocking_recv() {
                     jobs.push(first);
                     while jobs.len() < batch_max {
                         match rx.try_recv() {
@@ -208,21 +232,37 @@ impl Committer {
                             Job::Dequeue { id, .. } => extra.push(Write::Dequeue(*id)),
                         }
                     }
-                    let staged = gateway.stage_with(&requests, extra);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
                     stats
                         .requests
                         .fetch_add(requests.len() as u64, Ordering::Relaxed);
-                    let staged = Staged {
-                        jobs: std::mem::take(&mut jobs),
-                        result: staged,
-                    };
-                    if pipelined {
-                        if done_tx.send(staged).is_err() {
-                            break;
+                    let batches = match guarded(|| gateway.stage_with(&requests, extra)) {
+                        Some(result) => vec![Staged {
+                            jobs: std::mem::take(&mut jobs),
+                            result,
+                        }],
+                        // A bug met by one request must not take everyone
+                        // (nor the committer) down: the batch is applied
+                        // again a request at a time, and only the request
+                        // that fails again gets an error.
+                        None => {
+                            tracing::error!(
+                                batch = jobs.len(),
+                                "the engine panicked on a batch: applying it one request at a time"
+                            );
+                            jobs.drain(..)
+                                .map(|job| one_by_one(&gateway, job))
+                                .collect()
                         }
-                    } else {
-                        staged.finish(&outbox);
+                    };
+                    for staged in batches {
+                        if pipelined {
+                            if done_tx.send(staged).is_err() {
+                                break 'run;
+                            }
+                        } else {
+                            staged.finish(&outbox);
+                        }
                     }
                 }
                 drop(done_tx);
@@ -242,5 +282,127 @@ impl Committer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model::{
+        AccountState, Catalog, Channel, JournalLine, Notice, StatementLine,
+    };
+    use crate::engine::{Command, EngineConfig};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Committed, LogMarks, Store};
+
+    const POISON: &str = "79000000002";
+
+    /// A store that panics when asked to write anything of one subscriber
+    /// (standing in for any bug met while applying a request).
+    struct Panicky(MemoryStore, std::sync::atomic::AtomicBool);
+
+    impl Store for Panicky {
+        fn backend(&self) -> &'static str {
+            "panicky"
+        }
+        fn catalog(&self) -> Result<Option<Catalog>, StoreError> {
+            self.0.catalog()
+        }
+        fn account(&self, msisdn: &str) -> Result<Option<AccountState>, StoreError> {
+            self.0.account(msisdn)
+        }
+        fn accounts_after(
+            &self,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<AccountState>, StoreError> {
+            self.0.accounts_after(after, limit)
+        }
+        fn account_count(&self) -> Result<u64, StoreError> {
+            self.0.account_count()
+        }
+        fn commit(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
+            let poisoned = writes.iter().any(|w| match w {
+                Write::PutAccount(a) => a.account.msisdn == POISON,
+                Write::Journal(l) => l.msisdn == POISON,
+                _ => false,
+            });
+            let armed = self.1.load(Ordering::Relaxed);
+            assert!(!(armed && poisoned), "a bug met while writing {POISON}");
+            self.0.commit(writes)
+        }
+        fn log_marks(&self) -> Result<LogMarks, StoreError> {
+            self.0.log_marks()
+        }
+        fn statement(&self, msisdn: &str) -> Result<Vec<StatementLine>, StoreError> {
+            self.0.statement(msisdn)
+        }
+        fn journal(&self, msisdn: Option<&str>) -> Result<Vec<JournalLine>, StoreError> {
+            self.0.journal(msisdn)
+        }
+        fn outbox(&self, limit: usize) -> Result<Vec<(u64, Notice)>, StoreError> {
+            self.0.outbox(limit)
+        }
+    }
+
+    fn renew(msisdn: &str) -> Request {
+        Request {
+            msisdn: msisdn.into(),
+            command: Command::Renew {
+                channel: Channel::Ussd,
+                request: "*929#".into(),
+                dedup_key: None,
+            },
+            now: "2026-11-22T07:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_panics_fails_alone_and_the_committer_goes_on() {
+        let today = "2026-11-22".parse().unwrap();
+        let panicky = Arc::new(Panicky(
+            MemoryStore::new(),
+            std::sync::atomic::AtomicBool::new(false),
+        ));
+        let store: Arc<dyn Store> = panicky.clone();
+        Gateway::import_catalog(store.as_ref(), crate::data::demo::demo_catalog()).unwrap();
+        let gw = Gateway::open(store.clone(), EngineConfig::default()).unwrap();
+        gw.import_accounts(
+            crate::data::demo::demo_accounts(8, 1, today).collect(),
+            renew(POISON).now,
+        )
+        .unwrap();
+        panicky.1.store(true, Ordering::Relaxed);
+        let (committer, engine) = Committer::start(gw, 512, 64);
+        // Sent together, so they share a batch.
+        let who = ["79000000000", POISON, "79000000001"];
+        let answers = futures_join(&engine, &who).await;
+        assert!(answers[0].is_ok(), "{:?}", answers[0]);
+        assert!(
+            matches!(answers[1], Err(QueueError::Store(_))),
+            "{:?}",
+            answers[1]
+        );
+        assert!(answers[2].is_ok(), "{:?}", answers[2]);
+        // Everyone else is still served.
+        assert!(engine.execute(renew("79000000003")).await.is_ok());
+        assert_eq!(store.journal(None).unwrap().len(), 3);
+        drop(engine);
+        committer.join();
+    }
+
+    async fn futures_join(
+        engine: &EngineHandle,
+        who: &[&str],
+    ) -> Vec<Result<crate::engine::Applied, QueueError>> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, m) in who.iter().enumerate() {
+            let engine = engine.clone();
+            let request = renew(m);
+            set.spawn(async move { (i, engine.execute(request).await) });
+        }
+        let mut out: Vec<_> = set.join_all().await;
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect()
     }
 }
