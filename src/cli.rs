@@ -482,6 +482,13 @@ fn serve(
     if cfg.listen.is_none() && cfg.connect.is_none() {
         cfg.listen = Some(ListenConfig::default());
     }
+    // Before anything is opened or created.
+    cfg.check_roles().map_err(|m| {
+        format!(
+            "{}: {m}",
+            config.map_or("serve".into(), |p| p.display().to_string())
+        )
+    })?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -495,6 +502,17 @@ fn serve(
         store::open_with_options(cfg.store.kind, &cfg.store.data_dir, cfg.store.log_options())?;
     let now = Utc::now();
     if store.catalog()?.is_none() && store.account_count()? == 0 {
+        if let Some(p) = config {
+            // An operator's setup never serves invented subscribers: an
+            // empty store there is a wrong data_dir or a missed import.
+            return Err(format!(
+                "{}: the store in {} has no catalog and no accounts; load them first (`shortcode-gw --data-dir {} import catalog FILE`, then `import accounts FILE`). Only `serve` without --config fills an empty store with demo data",
+                p.display(),
+                cfg.store.data_dir.display(),
+                cfg.store.data_dir.display()
+            )
+            .into());
+        }
         let catalog = data::demo::demo_catalog();
         Gateway::import_catalog(store.as_ref(), catalog)?;
         let gw = Gateway::open(store.clone(), EngineConfig::default())?;

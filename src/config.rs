@@ -136,8 +136,8 @@ impl Default for ListenConfig {
         ListenConfig {
             addr: "127.0.0.1:2775".parse().expect("literal address"),
             peers: vec![PeerConfig {
-                system_id: "demo".into(),
-                password: "demo".into(),
+                system_id: DEMO_PEER.into(),
+                password: DEMO_PEER.into(),
             }],
         }
     }
@@ -325,9 +325,57 @@ impl Config {
                 ));
             }
         }
+        for (key, v) in [
+            ("store.checkpoint_mib", cfg.store.checkpoint_mib),
+            ("smpp.write_timeout_ms", cfg.smpp.write_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(format!("key `{key}`: must be at least 1")));
+            }
+        }
+        cfg.service.nightly_time().map_err(&invalid)?;
+        cfg.check_roles().map_err(&invalid)?;
         Ok(cfg)
     }
+
+    /// What must hold of the SMPP roles once the command line has had its
+    /// say (`serve --listen/--connect` change them after the file is read):
+    /// someone can bind to a listener, the built-in demo peer only listens
+    /// on loopback, and an outbound address has a port.
+    pub fn check_roles(&self) -> Result<(), String> {
+        if let Some(l) = &self.listen {
+            if l.peers.is_empty() {
+                return Err("key `listen.peers`: no peer could bind; add [[listen.peers]]".into());
+            }
+            let demo = l
+                .peers
+                .iter()
+                .any(|p| p.system_id == DEMO_PEER && p.password == DEMO_PEER);
+            if demo && !l.addr.ip().is_loopback() {
+                return Err(format!(
+                    "key `listen.peers`: the demo peer (demo/demo) may only bind on a loopback address, not {}; configure [[listen.peers]] with real credentials",
+                    l.addr
+                ));
+            }
+        }
+        if let Some(c) = &self.connect {
+            let port = c
+                .addr
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+                return Err(format!(
+                    "key `connect.addr`: {:?} is not host:port (like \"smsc.example:2775\")",
+                    c.addr
+                ));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The built-in peer of the embedded defaults (system_id and password).
+pub const DEMO_PEER: &str = "demo";
 
 #[cfg(test)]
 mod tests {
@@ -360,6 +408,17 @@ mod tests {
                 "[service]\ntimezone = \"Mars/Olympus\"\n",
                 "service.timezone",
             ),
+            ("[service]\nnightly_at = \"25:00\"\n", "service.nightly_at"),
+            ("[store]\ncheckpoint_mib = 0\n", "store.checkpoint_mib"),
+            ("[smpp]\nwrite_timeout_ms = 0\n", "smpp.write_timeout_ms"),
+            // Anyone reaching the port could bind as demo/demo.
+            (
+                "[listen]\naddr = \"0.0.0.0:2775\"\n",
+                "demo peer (demo/demo) may only bind on a loopback",
+            ),
+            ("[listen]\npeers = []\n", "listen.peers"),
+            ("[connect]\naddr = \"nohost\"\n", "connect.addr"),
+            ("[connect]\naddr = \":2775\"\n", "connect.addr"),
         ];
         for (text, key) in rows {
             let e = Config::parse("gw.toml", text).unwrap_err().to_string();

@@ -284,3 +284,37 @@ fn serve_on_embedded_defaults_then_sigterm_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn serve_refuses_a_setup_that_would_expose_or_invent_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    // The built-in demo peer on every interface: refused before anything
+    // is created.
+    let out = gw(dir.path(), &["serve", "--listen", "0.0.0.0:2775"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("demo peer (demo/demo) may only bind on a loopback address"),
+        "{err}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing created");
+
+    // An operator's config on an empty store: no demo accounts, an error.
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        "[listen]\naddr = \"127.0.0.1:0\"\npeers = [{ system_id = \"u\", password = \"p\" }]\n",
+    )
+    .unwrap();
+    let out = gw(dir.path(), &["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no catalog and no accounts"), "{err}");
+    assert!(!err.contains("demo catalog"), "{err}");
+
+    // A redb store opened as sled is refused, not shadowed by an empty one.
+    let out = gw(dir.path(), &["--store", "sled", "account", "79000000000"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds a redb store"), "{err}");
+}

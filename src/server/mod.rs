@@ -217,6 +217,7 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
         let routing = Routing::new(&config.service).map_err(ServeError::Config)?;
+        config.check_roles().map_err(ServeError::Config)?;
         let nightly_at = config.service.nightly_time().map_err(ServeError::Config)?;
         let zone = gateway.engine().zone();
         let store = gateway.store().clone();

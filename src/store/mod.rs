@@ -242,6 +242,23 @@ pub fn open_with_options(
     log: Option<wal::LogOptions>,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let dir = dir.as_ref();
+    // The other backend's data in this directory means a wrong --store: an
+    // empty store of the asked kind beside it would hide every account.
+    let other = match kind {
+        StoreKind::Redb => dir.join(sled_store::DIR_NAME),
+        StoreKind::Sled => dir.join(redb_store::FILE_NAME),
+    };
+    if other.exists() {
+        let (asked, found) = match kind {
+            StoreKind::Redb => ("redb", "sled"),
+            StoreKind::Sled => ("sled", "redb"),
+        };
+        return Err(StoreError::Io(format!(
+            "{} holds a {found} store ({}), not a {asked} one: open it with --store {found} (store.kind)",
+            dir.display(),
+            other.display()
+        )));
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::Io(format!("creating store directory {}: {e}", dir.display())))?;
     let base: std::sync::Arc<dyn Store> = match kind {
