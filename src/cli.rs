@@ -34,6 +34,12 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
+    /// TOML config file (see deploy/shortcode-gw.toml). Every command reads
+    /// its store, time zone and texts from it, so `import`, `nightly`, …
+    /// act on the store `serve` uses, with the same local dates [default:
+    /// the embedded defaults].
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded store [default: ./data, or the config's store.data_dir].
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
@@ -43,10 +49,20 @@ pub struct Global {
 }
 
 impl Global {
-    fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("./data"))
+    /// The config file (or the embedded defaults) with `--data-dir` and
+    /// `--store` applied over it.
+    fn settings(&self) -> Result<crate::config::Config, Box<dyn std::error::Error>> {
+        let mut cfg = match &self.config {
+            Some(p) => crate::config::Config::load(p)?,
+            None => crate::config::Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            cfg.store.data_dir = d.clone();
+        }
+        if let Some(k) = self.store {
+            cfg.store.kind = k;
+        }
+        Ok(cfg)
     }
 }
 
@@ -57,9 +73,6 @@ pub enum Cmd {
     /// With no flags: listen on 127.0.0.1:2775 for the demo peer
     /// (demo/demo), store in ./data, demo data loaded into an empty store.
     Serve {
-        /// TOML config file (see deploy/shortcode-gw.toml).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// Listen for binds on this address (MC role).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
@@ -277,15 +290,18 @@ fn print_json(v: &impl serde::Serialize) -> CliResult {
 /// One-shot commands commit once or in bulk, where a log in front of the
 /// backend saves nothing; any log a crashed `serve` left is replayed first.
 fn open_store(g: &Global) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    let cfg = g.settings()?;
     Ok(store::open_with(
-        g.store.unwrap_or_default(),
-        g.data_dir(),
+        cfg.store.kind,
+        &cfg.store.data_dir,
         false,
     )?)
 }
 
 fn gateway(g: &Global) -> Result<Gateway, Box<dyn std::error::Error>> {
-    Ok(Gateway::open(open_store(g)?, EngineConfig::default())?)
+    let cfg = g.settings()?;
+    let store = store::open_with(cfg.store.kind, &cfg.store.data_dir, false)?;
+    Ok(Gateway::open(store, cfg.engine_config())?)
 }
 
 /// Run an operator command and print the account it left.
@@ -306,11 +322,10 @@ pub fn run(cli: Cli) -> CliResult {
     let g = &cli.global;
     match cli.command {
         Cmd::Serve {
-            config,
             listen,
             connect,
             demo_accounts,
-        } => serve(g, config.as_deref(), listen, connect, demo_accounts),
+        } => serve(g, listen, connect, demo_accounts),
         Cmd::Import { what } => match what {
             ImportWhat::Catalog { file } => {
                 let catalog = data::load_catalog(&file)?;
@@ -432,7 +447,10 @@ pub fn run(cli: Cli) -> CliResult {
             seed,
             today,
         } => write_demo(&out, accounts, seed, today),
-        Cmd::Load(args) => crate::load::main(args, g.store.unwrap_or_default(), g.data_dir()),
+        Cmd::Load(args) => {
+            let cfg = g.settings()?;
+            crate::load::main(args, cfg.store.kind, cfg.store.data_dir)
+        }
         Cmd::Replay {
             files,
             wire,
@@ -457,22 +475,13 @@ pub fn run(cli: Cli) -> CliResult {
 
 fn serve(
     g: &Global,
-    config: Option<&Path>,
     listen: Option<std::net::SocketAddr>,
     connect: Option<String>,
     demo_accounts: usize,
 ) -> CliResult {
-    use crate::config::{Config, ConnectConfig, ListenConfig};
-    let mut cfg = match config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    if let Some(d) = &g.data_dir {
-        cfg.store.data_dir = d.clone();
-    }
-    if let Some(k) = g.store {
-        cfg.store.kind = k;
-    }
+    use crate::config::{ConnectConfig, ListenConfig};
+    let config = g.config.as_deref();
+    let mut cfg = g.settings()?;
     if let Some(addr) = listen {
         cfg.listen.get_or_insert_with(ListenConfig::default).addr = addr;
     }
@@ -521,13 +530,7 @@ fn serve(
         let n = gw.import_accounts(accounts, now)?;
         tracing::info!(accounts = n, dir = %cfg.store.data_dir.display(), "empty store: loaded the demo catalog and accounts");
     }
-    let engine_config = EngineConfig {
-        texts: cfg.texts.clone(),
-        dedup_window_s: cfg.service.dedup_window_s,
-        ussd_code: cfg.service.ussd_codes.first().cloned().unwrap_or_default(),
-        timezone: cfg.service.timezone.clone(),
-    };
-    let gw = Gateway::open(store, engine_config)?;
+    let gw = Gateway::open(store, cfg.engine_config())?;
     tracing::info!(
         backend = gw.store().backend(),
         accounts = gw.store().account_count()?,

@@ -338,6 +338,18 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The engine settings this configuration gives (`serve`, every
+    /// one-shot command and the replay tool use the same texts, dedup
+    /// window, USSD code and time zone).
+    pub fn engine_config(&self) -> crate::engine::EngineConfig {
+        crate::engine::EngineConfig {
+            texts: self.texts.clone(),
+            dedup_window_s: self.service.dedup_window_s,
+            ussd_code: self.service.ussd_codes.first().cloned().unwrap_or_default(),
+            timezone: self.service.timezone.clone(),
+        }
+    }
+
     /// What must hold of the SMPP roles once the command line has had its
     /// say (`serve --listen/--connect` change them after the file is read):
     /// someone can bind to a listener, the built-in demo peer only listens

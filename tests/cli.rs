@@ -318,3 +318,45 @@ fn serve_refuses_a_setup_that_would_expose_or_invent_subscribers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds a redb store"), "{err}");
 }
+
+#[test]
+fn one_shot_commands_follow_the_config_serve_uses() {
+    let dir = loaded_store();
+    // The config says where the store is and which zone local dates are in.
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\ndata_dir = {:?}\n[service]\ntimezone = \"Asia/Vladivostok\"\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shortcode-gw"))
+        .current_dir(elsewhere.path())
+        .args(["--config", cfg.to_str().unwrap()])
+        // 20:30 in Moscow is already the 23rd in Vladivostok.
+        .args([
+            "renew",
+            "79000000001",
+            "--channel",
+            "ussd",
+            "--at",
+            "2026-11-22T20:30:00+03:00",
+        ])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(r["outcome"], "RENEWED", "{r}");
+    assert!(
+        !elsewhere.path().join("data").exists(),
+        "used the config's store"
+    );
+    let st = ok(&gw(dir.path(), &["statement", "79000000001"]));
+    let line: Value = serde_json::from_str(st.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        line["period_from"], "2026-11-23",
+        "the config's zone: {line}"
+    );
+}

@@ -20,7 +20,7 @@ use super::check::{check, Mismatch};
 use super::fixture::{Action, Scenario, TrafficKind};
 use crate::config::Config;
 use crate::engine::model::{Account, Outcome, StatementLine};
-use crate::engine::{Applied, Effect, EngineConfig};
+use crate::engine::{Applied, Effect};
 use crate::gateway::{Gateway, Request};
 use crate::server::mo::{MoAction, Routing};
 use crate::store::memory::MemoryStore;
@@ -130,28 +130,12 @@ pub trait Driver {
     fn finish(&mut self) {}
 }
 
-/// The engine settings a server started from `config` uses, so in-process
-/// and wire replies come from the same texts and the same dedup window.
-pub fn engine_config(config: &Config) -> EngineConfig {
-    EngineConfig {
-        texts: config.texts.clone(),
-        dedup_window_s: config.service.dedup_window_s,
-        ussd_code: config
-            .service
-            .ussd_codes
-            .first()
-            .cloned()
-            .unwrap_or_default(),
-        timezone: config.service.timezone.clone(),
-    }
-}
-
 /// A fresh in-memory gateway holding the scenario's catalog and accounts.
 pub fn fresh_gateway(scenario: &Scenario, config: &Config) -> Result<Gateway, Fatal> {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     Gateway::import_catalog(store.as_ref(), scenario.catalog.clone())
         .map_err(|e| format!("importing the catalog: {e}"))?;
-    let gateway = Gateway::open(store, engine_config(config))
+    let gateway = Gateway::open(store, config.engine_config())
         .map_err(|e| format!("opening the gateway: {e}"))?;
     gateway
         .import_accounts(scenario.accounts.clone(), scenario.start)
