@@ -414,6 +414,10 @@ mod tests {
                 "service.ussd_codes[0]",
             ),
             ("[texts]\nblocked = \"{oops}\"\n", "texts.blocked"),
+            (
+                "[texts]\nblocked = \"Пакет не обновлён: на номере есть блокировка, обратитесь в салон связи или позвоните 0890\"\n",
+                "texts.blocked: 89 UCS2 characters",
+            ),
             ("[listen]\naddr = \"nowhere\"\n", "listen.addr"),
             ("[smpp]\nwindow_max = 0\n", "smpp.window_max"),
             (

@@ -522,12 +522,7 @@ fn every_ussd_answer_fits_one_ucs2_screen() {
     st.account.region = "moscow".into();
     let mut texts_seen = 0;
     for outcome in Outcome::ALL {
-        let vars = Vars {
-            fee: "99999999.99".into(),
-            balance: "-99999999.99".into(),
-            next_charge: "31.12.2099".into(),
-            ..Vars::default()
-        };
+        let vars = Vars::widest();
         let text = if outcome == Outcome::Ok {
             continue;
         } else {

@@ -54,6 +54,10 @@ impl Default for Texts {
     }
 }
 
+/// One USSD screen (C1): 182 GSM 7-bit characters, or 80 UCS2 ones.
+pub const USSD_GSM7_MAX: usize = 182;
+pub const USSD_UCS2_MAX: usize = 80;
+
 /// Values a template may mention. Missing values render as empty strings.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
@@ -68,6 +72,20 @@ pub struct Vars {
     pub saved_sms: String,
     pub saved_data_mb: String,
     pub code: String,
+}
+
+impl Vars {
+    /// The widest values a USSD answer carries: amounts of eight digits and
+    /// kopecks (a negative balance), the longest date, the default code.
+    pub fn widest() -> Vars {
+        Vars {
+            fee: "99999999.99".into(),
+            balance: "-99999999.99".into(),
+            next_charge: "31.12.2099".into(),
+            code: "*929#".into(),
+            ..Vars::default()
+        }
+    }
 }
 
 impl Texts {
@@ -107,6 +125,34 @@ impl Texts {
     /// A template naming a placeholder that does not exist is a config error,
     /// caught at start rather than shown to a subscriber as `{typo}`.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_placeholders()?;
+        // C1: a USSD answer is one screen. Checked with the widest values
+        // the engine puts in (an operator's longer wording would otherwise
+        // only show as a cut-off screen on a subscriber's phone).
+        let widest = Vars::widest();
+        for (name, template) in self.all() {
+            if matches!(name, "renewed_sms" | "saved_part") {
+                continue; // SMS: segmented, any length
+            }
+            let text = render(template, &widest);
+            let (units, max, alphabet) = match shortcode_protocol::gsm7::septet_len(&text) {
+                Some(septets) => (septets, USSD_GSM7_MAX, "GSM 7-bit characters"),
+                None => (
+                    text.encode_utf16().count(),
+                    USSD_UCS2_MAX,
+                    "UCS2 characters",
+                ),
+            };
+            if units > max {
+                return Err(format!(
+                    "texts.{name}: {units} {alphabet} with the widest amounts and dates, more than one USSD screen ({max})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_placeholders(&self) -> Result<(), String> {
         for (name, template) in self.all() {
             let mut rest = template;
             while let Some(open) = rest.find('{') {
