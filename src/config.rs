@@ -220,7 +220,10 @@ pub struct SmppConfig {
 impl Default for SmppConfig {
     fn default() -> Self {
         SmppConfig {
-            window_max: 10,
+            // The load tool's default window (issue 5), and common among
+            // USSD centres; 64 connections × 64 stay within the engine
+            // queue's 4,096.
+            window_max: 64,
             pdu_len_max: 8192,
             response_timeout_ms: 30_000,
             enquire_link_interval_ms: 30_000,
@@ -398,7 +401,7 @@ mod tests {
         let c = Config::parse("x.toml", "").unwrap();
         assert_eq!(c.service.short_number, "9290");
         assert_eq!(c.service.ussd_codes, ["*929#"]);
-        assert_eq!(c.smpp.window_max, 10);
+        assert_eq!(c.smpp.window_max, 64);
         assert_eq!(c.smpp.pdu_len_max, 8192);
         assert_eq!(c.store.kind, StoreKind::Redb);
     }

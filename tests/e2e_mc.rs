@@ -446,7 +446,9 @@ async fn unbind_is_answered_and_the_socket_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_window_are_throttled() {
-    let gw = common::start(16).await;
+    let mut config = common::listen_config();
+    config.smpp.window_max = 10;
+    let gw = common::start_with(config, 16).await;
     let mut peer = EsmePeer::connect(gw.addr, "demo", "demo").await.unwrap();
     let who = msisdn(0);
     // 30 requests in one write, nothing read meanwhile: the engine cannot
