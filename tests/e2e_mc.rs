@@ -749,3 +749,41 @@ async fn parts_acknowledged_before_a_shutdown_are_not_lost() {
         journal[0].request
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ussd_answer_goes_out_before_queued_sms() {
+    let mut config = common::listen_config();
+    // Two deliver_sm in flight at most, and unacknowledged ones give up soon.
+    config.smpp.window_max = 2;
+    config.smpp.response_timeout_ms = 300;
+    let gw = common::start_with(config, 16).await;
+    let mut peer = EsmePeer::connect(gw.addr, "demo", "demo").await.unwrap();
+    // A slow SMSC: it acknowledges none of our deliver_sm.
+    peer.set_auto_ack(false);
+    let sms_part = |e: &PeerEvent| matches!(e, PeerEvent::Mt(m) if m.source_addr == "9290");
+    let ussd_answer =
+        |e: &PeerEvent| matches!(e, PeerEvent::Mt(m) if m.ussd_service_op == Some(17));
+
+    // An SMS renewal: its confirmation (several parts) fills the window.
+    let parts = sms_parts(&msisdn(0), "9290", "обнови", 5);
+    let seq = peer.send(parts[0].to_submit_sm().unwrap()).await.unwrap();
+    peer.wait_for(WAIT, is_response_to(seq)).await.unwrap();
+    peer.wait_for(WAIT, sms_part).await.unwrap();
+    peer.wait_for(WAIT, sms_part).await.unwrap();
+
+    // Then a USSD request: its answer must not wait behind the SMS parts.
+    let seq = peer
+        .send(
+            ussd_request(&msisdn(1), "*929#", 0x0303)
+                .to_submit_sm()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    peer.wait_for(WAIT, is_response_to(seq)).await.unwrap();
+    let next = peer
+        .wait_for(WAIT, |e| sms_part(e) || ussd_answer(e))
+        .await
+        .unwrap();
+    assert!(ussd_answer(&next), "an SMS part went first: {next:?}");
+}

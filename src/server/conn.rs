@@ -440,7 +440,7 @@ impl<S: Transport> Conn<S> {
             None
         };
         match answer {
-            Some(pdu) => self.pending_mt.push_back((pdu, MtPurpose::UssdAnswer)),
+            Some(pdu) => self.queue_ussd_answer(pdu),
             None => {
                 // A transmitter-only bind: the answer goes out on a receiver
                 // bind of the same system_id, if there is one.
@@ -458,8 +458,20 @@ impl<S: Transport> Conn<S> {
     /// An MT routed here from another connection of the same peer.
     fn send_routed(&mut self, mt: MtMessage) {
         if let Some(pdu) = self.mt_pdu(&mt) {
-            self.pending_mt.push_back((pdu, MtPurpose::UssdAnswer));
+            self.queue_ussd_answer(pdu);
         }
+    }
+
+    /// A USSD answer goes out before any queued outbox SMS (after earlier
+    /// answers): the subscriber's session is open only for seconds, an SMS
+    /// can wait for the peer to acknowledge the ones before it.
+    fn queue_ussd_answer(&mut self, pdu: Pdu) {
+        let at = self
+            .pending_mt
+            .iter()
+            .position(|(_, p)| matches!(p, MtPurpose::Outbox { .. }))
+            .unwrap_or(self.pending_mt.len());
+        self.pending_mt.insert(at, (pdu, MtPurpose::UssdAnswer));
     }
 
     fn flush_pending_mt(&mut self) {
