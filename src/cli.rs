@@ -115,6 +115,8 @@ pub enum Cmd {
     /// Credit the balance, e.g. `topup 79161234567 100.00`.
     Topup {
         msisdn: String,
+        /// Amount with two decimals, as in the data files (e.g. 100.00).
+        #[arg(value_parser = crate::engine::model::money::parse)]
         amount: Decimal,
         #[command(flatten)]
         at: At,
@@ -350,6 +352,11 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Cmd::Statement { msisdn } => {
             let store = open_store(g)?;
+            // An empty statement is an account with no lines yet; a number
+            // with no account is a mistake worth an exit code.
+            if store.account(&msisdn)?.is_none() {
+                return Err(format!("no account {msisdn}").into());
+            }
             for line in store.statement(&msisdn)? {
                 print_json(&line)?;
             }

@@ -107,6 +107,19 @@ fn account_export_reimports_unchanged() {
     assert_eq!(ok(&gw(dir.path(), &["account", "79000000014"])), before);
     // No balance change, so no adjustment line either.
     assert_eq!(ok(&gw(dir.path(), &["statement", "79000000014"])), "");
+    // A number with no account is an error, not an empty statement.
+    let out = gw(dir.path(), &["statement", "71111111111"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account 71111111111"));
+    // Amounts on the command line follow the files' form.
+    for bad in ["1e2", "100", "1.005"] {
+        let out = gw(dir.path(), &["topup", "79000000014", bad]);
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("bad money string"),
+            "{bad}"
+        );
+    }
 }
 
 #[test]
