@@ -89,14 +89,25 @@ pub enum Cmd {
         what: ImportWhat,
     },
     /// Print an account as one line of the accounts-file schema.
-    Account { msisdn: String },
+    Account {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
+        msisdn: String,
+    },
     /// Print a subscriber's statement (JSON Lines).
-    Statement { msisdn: String },
+    Statement {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
+        msisdn: String,
+    },
     /// Print the request journal (JSON Lines), optionally for one subscriber.
-    Journal { msisdn: Option<String> },
+    Journal {
+        /// Only this subscriber's lines [default: everyone's].
+        msisdn: Option<String>,
+    },
     /// Renew the package («Обнови пакет») as if the subscriber asked.
     Renew {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
         msisdn: String,
+        /// How the subscriber asked: a *929# USSD dial or an SMS to 9290.
         #[arg(long, value_enum, default_value = "ussd")]
         channel: ChannelArg,
         #[command(flatten)]
@@ -104,9 +115,12 @@ pub enum Cmd {
     },
     /// Record usage (saved package first, then main, then out-of-bundle).
     Usage {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
         msisdn: String,
+        /// What was used.
         #[arg(long, value_enum)]
         kind: UsageArg,
+        /// Units used (minutes, SMS or MB), at most 1000000000.
         #[arg(long)]
         amount: u64,
         #[command(flatten)]
@@ -114,6 +128,7 @@ pub enum Cmd {
     },
     /// Credit the balance, e.g. `topup 79161234567 100.00`.
     Topup {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
         msisdn: String,
         /// Amount with two decimals, as in the data files (e.g. 100.00).
         #[arg(value_parser = crate::engine::model::money::parse)]
@@ -123,7 +138,9 @@ pub enum Cmd {
     },
     /// Put a block on the account.
     Block {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
         msisdn: String,
+        /// Kind of block.
         #[arg(long, value_enum, default_value = "voluntary")]
         kind: BlockArg,
         #[command(flatten)]
@@ -131,7 +148,9 @@ pub enum Cmd {
     },
     /// Lift one kind of block, or all with no --kind.
     Unblock {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
         msisdn: String,
+        /// Kind of block to lift [default: all].
         #[arg(long, value_enum)]
         kind: Option<BlockArg>,
         #[command(flatten)]
@@ -139,30 +158,38 @@ pub enum Cmd {
     },
     /// Set the discount on the monthly fee (percent, 0–100).
     Discount {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
         msisdn: String,
+        /// Percent off the monthly fee, 0 to 100.
         pct: Decimal,
         #[command(flatten)]
         at: At,
     },
     /// Move the account to another plan version of the catalog.
     Plan {
+        /// Subscriber number, E.164 without "+" (e.g. 79161234567).
         msisdn: String,
+        /// Plan id in the catalog (e.g. smart).
         plan: String,
+        /// Plan version in the catalog (e.g. 2024).
         version: String,
         #[command(flatten)]
         at: At,
     },
     /// Add or remove a service on the number (the renewal needs "package").
     Service {
+        /// Add or remove.
         #[arg(value_enum)]
         action: ServiceAction,
         msisdn: String,
+        /// Service name (the renewal needs "package").
         service: String,
         #[command(flatten)]
         at: At,
     },
     /// The nightly run for a local date (idempotent per date).
     Nightly {
+        /// Local date N (YYYY-MM-DD) in the operator's time zone.
         #[arg(long)]
         date: NaiveDate,
         #[command(flatten)]
@@ -173,8 +200,10 @@ pub enum Cmd {
         /// Where to write catalog.json and accounts.jsonl.
         #[arg(long, default_value = "demo")]
         out: PathBuf,
+        /// Accounts to generate.
         #[arg(long, default_value_t = 1000)]
         accounts: usize,
+        /// Generator seed: the same seed gives the same accounts.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// The "today" the generated billing dates are around.
@@ -213,10 +242,14 @@ pub enum Cmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportWhat {
+    /// Replace the tariff catalog (refused if it drops a plan accounts use).
     Catalog {
+        /// Catalog file, JSON or TOML (see the spec's data formats).
         file: PathBuf,
     },
+    /// Add or replace accounts; a changed balance is booked as an adjustment.
     Accounts {
+        /// Accounts file, JSON Lines, one account per line.
         file: PathBuf,
         #[command(flatten)]
         at: At,
