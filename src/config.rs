@@ -276,12 +276,14 @@ impl Config {
             let inner = e.into_inner();
             invalid(format!("key `{key}`: {}", inner.message().trim()))
         })?;
-        cfg.texts.validate().map_err(&invalid)?;
         if cfg.service.ussd_codes.is_empty() {
             return Err(invalid(
                 "key `service.ussd_codes`: at least one code".into(),
             ));
         }
+        cfg.texts
+            .validate(&cfg.service.ussd_codes[0])
+            .map_err(&invalid)?;
         for (i, code) in cfg.service.ussd_codes.iter().enumerate() {
             if shortcode_protocol::ussd::parse_code_config(code).is_err() {
                 return Err(invalid(format!(

@@ -1043,6 +1043,14 @@ fn money_strings_are_exactly_two_decimals() {
     ] {
         assert!(money::parse(bad).is_err(), "{bad:?} accepted");
     }
+    // What `format` writes for the largest values reads back.
+    for v in [
+        Decimal::MAX,
+        Decimal::MIN,
+        dec("1000000000000000000000000000"),
+    ] {
+        assert_eq!(money::parse(&money::format(v)), Ok(v), "{v}");
+    }
     assert_eq!(money::MAX_ABS, dec("1000000000000"));
     assert!(money::in_range(dec("1000000000000.00")).is_ok());
     assert!(money::in_range(dec("-1000000000000.01")).is_err());

@@ -75,8 +75,10 @@ pub struct Vars {
 }
 
 impl Vars {
-    /// The widest values a USSD answer carries: amounts of eight digits and
-    /// kopecks (a negative balance), the longest date, the default code.
+    /// The widest values checked for a USSD answer: amounts of eight
+    /// digits and kopecks (a negative balance; fees and balances may be
+    /// larger, up to `money::MAX_ABS`, and then a refusal text can run past
+    /// the screen), the longest date, the default code.
     pub fn widest() -> Vars {
         Vars {
             fee: "99999999.99".into(),
@@ -124,12 +126,16 @@ impl Texts {
 
     /// A template naming a placeholder that does not exist is a config error,
     /// caught at start rather than shown to a subscriber as `{typo}`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Placeholders known, and every USSD answer within one screen with
+    /// `code` (the configured USSD code) and [`Vars::widest`] amounts.
+    pub fn validate(&self, code: &str) -> Result<(), String> {
         self.check_placeholders()?;
-        // C1: a USSD answer is one screen. Checked with the widest values
-        // the engine puts in (an operator's longer wording would otherwise
-        // only show as a cut-off screen on a subscriber's phone).
-        let widest = Vars::widest();
+        // C1: a USSD answer is one screen (an operator's longer wording
+        // would otherwise only show as a cut-off screen on a phone).
+        let widest = Vars {
+            code: code.to_string(),
+            ..Vars::widest()
+        };
         for (name, template) in self.all() {
             if matches!(name, "renewed_sms" | "saved_part") {
                 continue; // SMS: segmented, any length
@@ -466,7 +472,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_templates() {
-        Texts::default().validate().unwrap();
+        Texts::default().validate("*929#").unwrap();
     }
 
     #[test]
@@ -476,7 +482,7 @@ mod tests {
             ..Texts::default()
         };
         assert_eq!(
-            t.validate().unwrap_err(),
+            t.validate("*929#").unwrap_err(),
             "texts.blocked: unknown placeholder {feee}"
         );
     }

@@ -478,7 +478,23 @@ impl<S: Transport> Conn<S> {
         if !self.session.state().is_bound() {
             return;
         }
+        // Outbox SMS never take the whole send window: a quarter (at least
+        // one slot) stays for USSD answers, which can't wait for a slow
+        // SMSC to acknowledge SMS.
+        let window = self.shared.smpp.window_max;
+        let outbox_cap = window.saturating_sub((window / 4).max(1)).max(1);
         while let Some((pdu, purpose)) = self.pending_mt.pop_front() {
+            if matches!(purpose, MtPurpose::Outbox { .. }) {
+                let in_flight = self
+                    .sent_mt
+                    .values()
+                    .filter(|p| matches!(p, MtPurpose::Outbox { .. }))
+                    .count();
+                if in_flight >= outbox_cap {
+                    self.pending_mt.push_front((pdu, purpose));
+                    break;
+                }
+            }
             match self
                 .session
                 .send_request(Instant::now().into_std(), pdu.clone())

@@ -13,9 +13,14 @@
 //! taken once whatever was missed, N1). Without that file (a new store) a
 //! start runs nothing: the first run is the next `nightly_at`. A run cut
 //! short (shutdown, a store error) is repeated in full later; N4 makes that
-//! safe. The file is a convenience kept beside the store, not in it: a lost
-//! or stale file only means a run is repeated (harmless) or a night is
-//! caught up at the next `nightly_at` instead of at start.
+//! safe; so is an account that fails: the others go on, and the date is
+//! run again after a pause (1 min, doubling to 1 h). The file is kept
+//! beside the store, not in it, and written durably (fsync of file and
+//! directory). A stale file only means a date is repeated (harmless); a
+//! lost one means the nights missed while down are not caught up (their
+//! monthly charges still come at the next run, N1, but not their daily
+//! fees, N2) — restore it, or run `shortcode-gw nightly --date D` for each
+//! missed date with `serve` stopped.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +36,9 @@ use crate::gateway::Request;
 /// How often the clock is looked at (a manual clock moves without waking
 /// anyone, so this polls rather than sleeps until the hour).
 const POLL: Duration = Duration::from_secs(1);
+/// Pause before running a failed date again, doubling up to the max.
+const RETRY_MIN: Duration = Duration::from_secs(60);
+const RETRY_MAX: Duration = Duration::from_secs(3600);
 /// Accounts per chunk in flight through the queue.
 const CHUNK: usize = 1024;
 /// At most this many missed dates are caught up at once; older ones are
@@ -79,9 +87,16 @@ pub(crate) fn read_record(path: &Path) -> Option<NaiveDate> {
 /// Record `date` as finished: written beside and renamed over, so a crash
 /// leaves the old date or the new one.
 pub(crate) fn write_record(path: &Path, date: NaiveDate) -> std::io::Result<()> {
+    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{date}\n"))?;
-    std::fs::rename(&tmp, path)
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{date}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// What one date's run did.
@@ -89,6 +104,7 @@ pub(crate) fn write_record(path: &Path, date: NaiveDate) -> std::io::Result<()> 
 pub(crate) struct RunCounts {
     pub accounts: u64,
     pub changed: u64,
+    pub failed: u64,
 }
 
 /// Run the nightly for `date` over every account, through the queue.
@@ -99,6 +115,7 @@ pub(crate) async fn run_date(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<RunCounts, String> {
     let mut counts = RunCounts::default();
+    let mut failure: Option<String> = None;
     let mut after: Option<String> = None;
     loop {
         if *shutdown.borrow() {
@@ -124,20 +141,30 @@ pub(crate) async fn run_date(
             };
             set.spawn(async move { engine.execute(request).await });
         }
-        let mut failed = None;
         while let Some(joined) = set.join_next().await {
             counts.accounts += 1;
             match joined {
                 Ok(Ok(applied)) => counts.changed += u64::from(applied.changed),
-                Ok(Err(e)) => failed = Some(e.to_string()),
-                Err(e) => failed = Some(e.to_string()),
+                // One account failing must not hold back everyone after it:
+                // go on, and repeat the date later (N4 skips the done ones).
+                Ok(Err(e)) => {
+                    counts.failed += 1;
+                    failure.get_or_insert(e.to_string());
+                }
+                Err(e) => {
+                    counts.failed += 1;
+                    failure.get_or_insert(e.to_string());
+                }
             }
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
     }
-    Ok(counts)
+    match failure {
+        Some(e) => Err(format!(
+            "{} of {} accounts failed, first: {e}",
+            counts.failed, counts.accounts
+        )),
+        None => Ok(counts),
+    }
 }
 
 /// The task: poll the clock, run what is due, record it.
@@ -156,13 +183,15 @@ pub(crate) async fn nightly_loop(
         .unwrap_or_else(|| due_date(local(&shared), at));
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // After a failed run: not before this, and twice as long each time.
+    let mut retry: Option<(std::time::Instant, Duration)> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
         let due = due_date(local(&shared), at);
-        if due <= done {
+        if due <= done || retry.is_some_and(|(t, _)| std::time::Instant::now() < t) {
             continue;
         }
         if (due - done).num_days() > CATCH_UP_MAX {
@@ -174,6 +203,7 @@ pub(crate) async fn nightly_loop(
                 Ok(c) => {
                     tracing::info!(%date, accounts = c.accounts, changed = c.changed, took_ms = started.elapsed().as_millis() as u64, "nightly run done");
                     done = date;
+                    retry = None;
                     if let Some(path) = &record {
                         if let Err(e) = write_record(path, date) {
                             tracing::warn!(file = %path.display(), error = %e, "cannot record the nightly run: it may be repeated after a restart (harmless)");
@@ -181,11 +211,15 @@ pub(crate) async fn nightly_loop(
                     }
                 }
                 Err(e) => {
-                    // Not recorded: tried again at the next poll (or start).
-                    tracing::error!(%date, error = %e, "nightly run interrupted");
                     if *shutdown.borrow() {
                         return;
                     }
+                    // Not recorded: the date is run again (N4 makes that
+                    // harmless), after a pause that grows, so a store error
+                    // does not turn into a full pass every second.
+                    let pause = retry.map_or(RETRY_MIN, |(_, p)| (p * 2).min(RETRY_MAX));
+                    tracing::error!(%date, error = %e, retry_in_s = pause.as_secs(), "nightly run not complete");
+                    retry = Some((std::time::Instant::now() + pause, pause));
                     break;
                 }
             }

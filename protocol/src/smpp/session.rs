@@ -539,9 +539,10 @@ pub struct Session {
     /// When the peer last sent us anything; drives keepalive.
     last_rx: Instant,
     peer_system_id: Option<String>,
-    /// The peer's unbind, answered once its requests are: (sequence
-    /// number, when to answer it anyway; `None` if that overflowed).
-    peer_unbind: Option<(u32, Option<Instant>)>,
+    /// The peer's unbind, answered once its requests are: (its sequence
+    /// numbers — it may send it again meanwhile — and when to answer
+    /// anyway; `None` if that overflowed).
+    peer_unbind: Option<(Vec<u32>, Option<Instant>)>,
 }
 
 impl fmt::Debug for Session {
@@ -723,11 +724,11 @@ impl Session {
             self.close(CloseReason::BindTimeout);
             return;
         }
-        if let Some((seq, Some(deadline))) = self.peer_unbind {
-            if deadline <= now {
+        if let Some((_, Some(deadline))) = &self.peer_unbind {
+            if *deadline <= now {
                 // The application never answered: the peer waited long
                 // enough for its unbind_resp.
-                return self.confirm_peer_unbind(seq);
+                return self.confirm_peer_unbind();
             }
         }
         let expired: Vec<u32> = self
@@ -776,7 +777,7 @@ impl Session {
         }
         let bind = self.bind_deadline.filter(|_| self.state == State::Open);
         let responses = self.outstanding.values().filter_map(|o| o.deadline);
-        let peer_unbind = self.peer_unbind.and_then(|(_, d)| d);
+        let peer_unbind = self.peer_unbind.as_ref().and_then(|(_, d)| *d);
         bind.into_iter()
             .chain(self.keepalive_due())
             .chain(responses)
@@ -855,10 +856,8 @@ impl Session {
             self.transmits.push_back(bytes);
         }
         self.unanswered.remove(&seq);
-        if self.unanswered.is_empty() {
-            if let Some((unbind_seq, _)) = self.peer_unbind {
-                self.confirm_peer_unbind(unbind_seq);
-            }
+        if self.unanswered.is_empty() && self.peer_unbind.is_some() {
+            self.confirm_peer_unbind();
         }
         Ok(())
     }
@@ -977,20 +976,27 @@ impl Session {
             self.queue_header(CommandId::UnbindResp, CommandStatus::EsmeRinvbndsts, seq);
             return;
         }
+        if let Some((seqs, _)) = self.peer_unbind.as_mut() {
+            // Sent again while we finish: answered with the first.
+            seqs.push(seq);
+            return;
+        }
         if self.state.is_bound() && !self.unanswered.is_empty() {
             // Its requests are being handled (a renewal may be committing):
             // answer them first, then the unbind; refuse anything new.
-            self.peer_unbind = Some((seq, now.checked_add(self.config.response_timeout)));
+            self.peer_unbind = Some((vec![seq], now.checked_add(self.config.response_timeout)));
             self.state = State::Unbinding;
             return;
         }
         // Bound, or both sides unbinding at once: confirm and finish.
-        self.confirm_peer_unbind(seq);
+        self.peer_unbind = Some((vec![seq], None));
+        self.confirm_peer_unbind();
     }
 
-    fn confirm_peer_unbind(&mut self, seq: u32) {
-        self.peer_unbind = None;
-        self.queue_header(CommandId::UnbindResp, CommandStatus::EsmeRok, seq);
+    fn confirm_peer_unbind(&mut self) {
+        for seq in self.peer_unbind.take().map(|(s, _)| s).unwrap_or_default() {
+            self.queue_header(CommandId::UnbindResp, CommandStatus::EsmeRok, seq);
+        }
         self.events.push_back(Event::Unbound);
         self.close(CloseReason::PeerUnbind);
     }
@@ -1064,6 +1070,12 @@ impl Session {
     fn on_operation(&mut self, seq: u32, pdu: Pdu) {
         let id = pdu.command_id();
         let peer = self.role().peer();
+        if self.unanswered.contains_key(&seq) {
+            // A retransmission of a request still being handled: its
+            // pending answer serves both (whatever the state now: a second,
+            // different answer for one sequence number would be wrong).
+            return;
+        }
         if !may_originate(id, peer) || !self.state.may_flow_from(peer) {
             return self.answer(id, CommandStatus::EsmeRinvbndsts, seq);
         }
@@ -1074,12 +1086,6 @@ impl Session {
             // query_sm, cancel_sm, replace_sm, submit_multi, broadcast_*:
             // valid SMPP the gateway does not offer.
             return self.answer(id, CommandStatus::EsmeRinvcmdid, seq);
-        }
-        if self.unanswered.contains_key(&seq) {
-            // A retransmission of a request still being handled: its
-            // pending answer will serve both; a second answer would be one
-            // too many for that sequence number.
-            return;
         }
         if self.unanswered.len() >= self.config.window_max {
             // ESME_RTHROTTLED rather than ESME_RMSGQFUL: the peer exceeded
@@ -1608,13 +1614,20 @@ mod tests {
             summary(&transmitted(&mut mc)),
             vec![(CommandId::SubmitSmResp, CommandStatus::EsmeRinvbndsts, 42)]
         );
-        // The answer goes out, then the unbind_resp, then the session ends.
+        // The MO sent again, and the unbind too: neither gets an answer of
+        // its own before the real ones.
+        let mut again = encode(40, &submit_sm("79161234567", "929", b"x"));
+        again.extend(encode(43, &Pdu::Unbind));
+        mc.handle_input(now, &again);
+        assert_eq!(transmitted(&mut mc), vec![]);
+        // The answer goes out, then the unbind_resps, then the session ends.
         mc.respond(40, OK, None).unwrap();
         assert_eq!(
             summary(&transmitted(&mut mc)),
             vec![
                 (CommandId::SubmitSmResp, OK, 40),
-                (CommandId::UnbindResp, OK, 41)
+                (CommandId::UnbindResp, OK, 41),
+                (CommandId::UnbindResp, OK, 43)
             ]
         );
         assert_eq!(
