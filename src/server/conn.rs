@@ -483,23 +483,24 @@ impl<S: Transport> Conn<S> {
         // SMSC to acknowledge SMS.
         let window = self.shared.smpp.window_max;
         let outbox_cap = window.saturating_sub((window / 4).max(1)).max(1);
+        // Counted once per flush, not per PDU: this runs after every read.
+        let mut outbox_in_flight = self
+            .sent_mt
+            .values()
+            .filter(|p| matches!(p, MtPurpose::Outbox { .. }))
+            .count();
         while let Some((pdu, purpose)) = self.pending_mt.pop_front() {
-            if matches!(purpose, MtPurpose::Outbox { .. }) {
-                let in_flight = self
-                    .sent_mt
-                    .values()
-                    .filter(|p| matches!(p, MtPurpose::Outbox { .. }))
-                    .count();
-                if in_flight >= outbox_cap {
-                    self.pending_mt.push_front((pdu, purpose));
-                    break;
-                }
+            let outbox = matches!(purpose, MtPurpose::Outbox { .. });
+            if outbox && outbox_in_flight >= outbox_cap {
+                self.pending_mt.push_front((pdu, purpose));
+                break;
             }
             match self
                 .session
                 .send_request(Instant::now().into_std(), pdu.clone())
             {
                 Ok(seq) => {
+                    outbox_in_flight += usize::from(outbox);
                     self.sent_mt.insert(seq, purpose);
                 }
                 Err(SessionError::WindowFull { .. }) => {
