@@ -109,6 +109,9 @@ pub(crate) struct RunCounts {
 
 /// Run the nightly for `date` over every account, through the queue.
 /// `Err` when a request failed or shutdown began (the run is repeated later).
+/// The accounts are read here only for their numbers; the committer reads
+/// each again when it applies the command (the store has no key-only scan,
+/// and a night is one pass).
 pub(crate) async fn run_date(
     shared: &Shared,
     date: NaiveDate,
@@ -143,17 +146,16 @@ pub(crate) async fn run_date(
         }
         while let Some(joined) = set.join_next().await {
             counts.accounts += 1;
-            match joined {
-                Ok(Ok(applied)) => counts.changed += u64::from(applied.changed),
+            match joined
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                Ok(applied) => counts.changed += u64::from(applied.changed),
                 // One account failing must not hold back everyone after it:
                 // go on, and repeat the date later (N4 skips the done ones).
-                Ok(Err(e)) => {
-                    counts.failed += 1;
-                    failure.get_or_insert(e.to_string());
-                }
                 Err(e) => {
                     counts.failed += 1;
-                    failure.get_or_insert(e.to_string());
+                    failure.get_or_insert(e);
                 }
             }
         }

@@ -153,12 +153,23 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
+/// What `jobs` give the engine: their requests in order, and the outbox
+/// removals that ride along in the same commit.
+fn engine_input(jobs: &[Job]) -> (Vec<Request>, Vec<Write>) {
+    let mut requests = Vec::with_capacity(jobs.len());
+    let mut extra = Vec::new();
+    for j in jobs {
+        match j {
+            Job::Engine { request, .. } => requests.push(request.clone()),
+            Job::Dequeue { id, .. } => extra.push(Write::Dequeue(*id)),
+        }
+    }
+    (requests, extra)
+}
+
 /// One job applied and staged on its own; a panic is its error alone.
 fn one_by_one(gateway: &Gateway, job: Job) -> Staged {
-    let (requests, extra) = match &job {
-        Job::Engine { request, .. } => (vec![request.clone()], Vec::new()),
-        Job::Dequeue { id, .. } => (Vec::new(), vec![Write::Dequeue(*id)]),
-    };
+    let (requests, extra) = engine_input(std::slice::from_ref(&job));
     let result = guarded(|| gateway.stage_with(&requests, extra)).unwrap_or_else(|| {
         let who = requests.first().map_or("-", |r| r.msisdn.as_str());
         tracing::error!(msisdn = %who, "the engine panicked on this request: answered with an error");
@@ -224,14 +235,7 @@ impl Committer {
                             Err(_) => break,
                         }
                     }
-                    let mut requests = Vec::with_capacity(jobs.len());
-                    let mut extra = Vec::new();
-                    for j in &jobs {
-                        match j {
-                            Job::Engine { request, .. } => requests.push(request.clone()),
-                            Job::Dequeue { id, .. } => extra.push(Write::Dequeue(*id)),
-                        }
-                    }
+                    let (requests, extra) = engine_input(&jobs);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
                     stats
                         .requests

@@ -989,12 +989,17 @@ impl Session {
             return;
         }
         // Bound, or both sides unbinding at once: confirm and finish.
-        self.peer_unbind = Some((vec![seq], None));
-        self.confirm_peer_unbind();
+        self.finish_peer_unbind(&[seq]);
     }
 
+    /// The deferred unbind's answers are due: send them and close.
     fn confirm_peer_unbind(&mut self) {
-        for seq in self.peer_unbind.take().map(|(s, _)| s).unwrap_or_default() {
+        let seqs = self.peer_unbind.take().map(|(s, _)| s).unwrap_or_default();
+        self.finish_peer_unbind(&seqs);
+    }
+
+    fn finish_peer_unbind(&mut self, seqs: &[u32]) {
+        for &seq in seqs {
             self.queue_header(CommandId::UnbindResp, CommandStatus::EsmeRok, seq);
         }
         self.events.push_back(Event::Unbound);
